@@ -1,0 +1,42 @@
+# asd-ganomaly: the commands a new user needs. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/demo
+EXTRAS ?= dev,launchers,export,bench
+
+.PHONY: help install demo test test-all lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its dev extras
+
+demo: $(STAMP)  ## synthesise a small dataset, sweep all 21 machine/section runs on CPU, print the table
+	$(BIN)/asd-ganomaly synth $(DEMO_DIR) --clips-per-section 24 --test-clips 12 --seconds 10
+	$(BIN)/asd-train -m experiment=demo data.root=$(DEMO_DIR)
+	$(BIN)/asd-ganomaly report outputs/demo/latest
+
+test: $(STAMP)  ## run the test suite
+	$(BIN)/pytest -q
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)  ## print feature, training and scoring throughput figures
+	$(BIN)/python benchmarks/bench.py
+
+clean:  ## remove caches and run outputs (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

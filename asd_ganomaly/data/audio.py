@@ -1,0 +1,54 @@
+"""Read WAV clips with soundfile into fixed-length mono float32 arrays at the model's sample rate.
+
+Defined behaviour for imperfect input:
+
+* several channels: averaged to mono;
+* another sample rate: resampled (torchaudio's band-limited resampler);
+* shorter or longer than the clip length: zero-padded at the end or cropped;
+* empty, corrupt, truncated or non-audio file: :class:`AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class AudioError(ValueError):
+    """Raised for a file that cannot be used as a clip."""
+
+
+def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None = 10.0) -> np.ndarray:
+    """Read one clip as mono float32 at ``sample_rate``, padded or cropped to ``seconds`` (None: as is)."""
+    path = Path(path)
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read {path}: {error}") from error
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path} holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path} holds NaN or infinite samples")
+    mono = audio.mean(axis=1)
+    if rate != sample_rate:
+        mono = resample(mono, rate, sample_rate)
+    if seconds is not None:
+        mono = fit_length(mono, round(seconds * sample_rate))
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Resample a mono signal from ``rate`` to ``target_rate``."""
+    signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    return AF.resample(signal, int(rate), int(target_rate)).numpy()
+
+
+def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
+    """Zero-pad at the end or crop to exactly ``length`` samples."""
+    if audio.shape[0] >= length:
+        return audio[:length]
+    return np.pad(audio, (0, length - audio.shape[0]))

@@ -1,0 +1,158 @@
+"""DCASE file names and folder layout: parse clip names, list the clips of one machine section.
+
+Layouts accepted under a data root (the folder that holds the machine-type folders):
+
+* DCASE 2021 dev/eval: ``<machine>/{train,source_test,target_test}/section_XX_<domain>_<split>_...wav``
+* merged test folder: ``<machine>/{train,test}/section_XX_...wav``
+* DCASE 2020: ``<machine>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav`` (section = machine id,
+  domain = source)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MACHINE_TYPES: tuple[str, ...] = ("fan", "gearbox", "pump", "slider", "valve", "ToyCar", "ToyTrain")
+"""The seven DCASE 2021 Task 2 machine types (MIMII DUE + ToyADMOS2)."""
+
+DOMAINS: tuple[str, ...] = ("source", "target")
+LABELS: tuple[str, ...] = ("normal", "anomaly", "unknown")
+TEST_FOLDERS: tuple[str, ...] = ("source_test", "target_test", "test")
+
+_DCASE2021 = re.compile(
+    r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)"
+    r"(?:_(?P<label>normal|anomaly))?_(?P<index>\d+)(?:_(?P<attributes>.+))?$"
+)
+_DCASE2020 = re.compile(r"^(?:(?P<label>normal|anomaly)_)?id_(?P<section>\d{2})_(?P<index>\d+)$")
+
+
+class DatasetError(ValueError):
+    """Raised for a data root, machine, section or file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a DCASE file name and its folders say about one clip."""
+
+    path: Path
+    machine_type: str
+    section: int
+    domain: str
+    split: str
+    label: str
+    index: int
+    attributes: str = ""
+
+    @property
+    def is_anomaly(self) -> bool:
+        """True for a labelled anomaly."""
+        return self.label == "anomaly"
+
+
+def parse_clip_name(path: str | Path, machine_type: str | None = None, split: str | None = None) -> ClipInfo:
+    """Parse a DCASE 2021 or DCASE 2020 clip path into a :class:`ClipInfo`.
+
+    ``machine_type`` and ``split`` default to what the folders say (``<machine>/<split folder>/<file>``).
+    Raises :class:`DatasetError` for a name that follows neither convention.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        raise DatasetError(f"not a .wav file: {path}")
+    folder = path.parent.name
+    machine_type = machine_type or path.parent.parent.name or "unknown"
+    stem = path.stem
+    if match := _DCASE2021.match(stem):
+        return ClipInfo(
+            path=path,
+            machine_type=machine_type,
+            section=int(match["section"]),
+            domain=match["domain"],
+            split=match["split"],
+            label=match["label"] or "unknown",
+            index=int(match["index"]),
+            attributes=match["attributes"] or "",
+        )
+    if match := _DCASE2020.match(stem):
+        split = split or ("train" if folder == "train" else "test")
+        return ClipInfo(
+            path=path,
+            machine_type=machine_type,
+            section=int(match["section"]),
+            domain="source",
+            split=split,
+            label=match["label"] or "unknown",
+            index=int(match["index"]),
+        )
+    raise DatasetError(
+        f"cannot parse clip name {path.name!r}: expected 'section_XX_<source|target>_<train|test>_...wav' "
+        "(DCASE 2021) or '<normal|anomaly>_id_XX_NNNNNNNN.wav' (DCASE 2020)"
+    )
+
+
+def machine_dir(root: str | Path, machine_type: str) -> Path:
+    """Return ``root/machine_type``, with an error that lists what is there when it is missing."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"data root {root} does not exist or is not a folder")
+    folder = root / machine_type
+    if folder.is_dir():
+        return folder
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    raise DatasetError(
+        f"unknown machine type {machine_type!r} under {root}: folders found there are {found or 'none'}; "
+        f"the DCASE 2021 machine types are {list(MACHINE_TYPES)}"
+    )
+
+
+def list_clips(root: str | Path, machine_type: str, section: int, split: str) -> list[ClipInfo]:
+    """List the clips of one machine type and section, sorted by path.
+
+    ``split`` is ``"train"`` (the normal training clips, both domains) or ``"test"`` (all test folders).
+    Raises :class:`DatasetError` when the folder is missing or the section has no clips.
+    """
+    if split not in ("train", "test"):
+        raise DatasetError(f"split must be 'train' or 'test', not {split!r}")
+    base = machine_dir(root, machine_type)
+    folders = [base / "train"] if split == "train" else [base / name for name in TEST_FOLDERS]
+    existing = [folder for folder in folders if folder.is_dir()]
+    if not existing:
+        raise DatasetError(f"no {split} folder under {base}: looked for {[f.name for f in folders]}")
+    clips = []
+    for folder in existing:
+        for wav in sorted(folder.glob("*.wav")):
+            try:
+                info = parse_clip_name(wav, machine_type=machine_type, split=split)
+            except DatasetError:
+                continue  # foreign files are skipped, as the official tools do
+            if info.section == section:
+                clips.append(info)
+    if not clips:
+        found = sorted({c.section for f in existing for c in _parse_quietly(f, machine_type, split)})
+        raise DatasetError(
+            f"no {split} clips of {machine_type} section {section:02d} in {[str(f) for f in existing]}; "
+            f"sections found: {found or 'none'}"
+        )
+    return clips
+
+
+def _parse_quietly(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
+    infos = []
+    for wav in folder.glob("*.wav"):
+        try:
+            infos.append(parse_clip_name(wav, machine_type=machine_type, split=split))
+        except DatasetError:
+            continue
+    return infos
+
+
+def check_test_labels(clips: list[ClipInfo]) -> None:
+    """Raise :class:`DatasetError` unless each domain present has both normal and anomaly clips."""
+    for domain in sorted({c.domain for c in clips}):
+        labels = {c.label for c in clips if c.domain == domain}
+        if labels != {"normal", "anomaly"}:
+            raise DatasetError(
+                f"{domain} test clips of {clips[0].machine_type} section {clips[0].section:02d} have labels "
+                f"{sorted(labels)}: AUC needs both 'normal' and 'anomaly' clips"
+            )

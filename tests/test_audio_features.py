@@ -1,0 +1,150 @@
+"""Bad-input behaviour of the WAV reader, log-mel shapes and determinism, the feature cache."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asd_ganomaly.data.audio import AudioError, read_wav
+from asd_ganomaly.data.cache import FeatureCache, extract_features
+from asd_ganomaly.data.features import FeatureConfig, LogMel, Normalizer
+
+SR = 16000
+
+
+def tone(seconds: float, rate: int = SR, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def write(path, audio, rate=SR, subtype="PCM_16"):
+    sf.write(path, audio, rate, subtype=subtype)
+    return path
+
+
+def test_exact_clip_is_read_unchanged(tmp_path):
+    audio = read_wav(write(tmp_path / "a.wav", tone(2.0)), seconds=2.0)
+    assert audio.dtype == np.float32 and audio.shape == (32000,)
+    assert np.allclose(audio, tone(2.0), atol=1e-4)
+
+
+def test_short_clip_is_zero_padded_and_long_clip_cropped(tmp_path):
+    short = read_wav(write(tmp_path / "s.wav", tone(1.5)), seconds=2.0)
+    assert short.shape == (32000,) and np.all(short[24000:] == 0) and np.abs(short[:24000]).max() > 0.4
+    long = read_wav(write(tmp_path / "l.wav", tone(3.0)), seconds=2.0)
+    assert long.shape == (32000,)
+
+
+def test_stereo_is_downmixed(tmp_path):
+    stereo = tone(1.0, channels=2)
+    stereo[:, 1] = 0
+    audio = read_wav(write(tmp_path / "st.wav", stereo), seconds=1.0)
+    assert np.allclose(audio, tone(1.0) / 2, atol=1e-4)
+
+
+def test_other_sample_rate_is_resampled(tmp_path):
+    audio = read_wav(write(tmp_path / "r.wav", tone(1.0, rate=44100), rate=44100), seconds=1.0)
+    assert audio.shape == (16000,)
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins: the tone stays at 440 Hz
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"RIFF\x00\x00\x00\x00WAVEjunk", b"not audio at all" * 10],
+    ids=["empty", "corrupt-header", "text"],
+)
+def test_unreadable_files_raise_audio_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match="bad.wav"):
+        read_wav(path)
+
+
+def test_truncated_file_is_padded_or_refused(tmp_path):
+    good = write(tmp_path / "t.wav", tone(1.0))
+    data = good.read_bytes()
+    (tmp_path / "trunc.wav").write_bytes(data[: len(data) // 2])
+    try:
+        audio = read_wav(tmp_path / "trunc.wav", seconds=1.0)
+    except AudioError as error:
+        assert "trunc.wav" in str(error)
+    else:  # libsndfile reads what is there: the missing half becomes zeros
+        assert audio.shape == (16000,) and np.all(audio[9000:] == 0)
+
+
+def test_header_only_wav_is_refused(tmp_path):
+    path = write(tmp_path / "zero.wav", np.zeros(0))
+    with pytest.raises(AudioError, match="no samples"):
+        read_wav(path)
+
+
+def test_logmel_shape_and_determinism():
+    config = FeatureConfig()
+    wave = torch.from_numpy(tone(10.0).astype(np.float32)).repeat(2, 1)
+    features = LogMel(config)(wave)
+    assert features.shape == (2, 128, 312)
+    assert config.n_frames == 312 and FeatureConfig(frames=None).n_frames == 313
+    assert torch.equal(features, LogMel(config)(wave))
+    assert torch.isfinite(features).all()
+    # silence hits the floor: 10 * log10(eps)
+    silent = LogMel(config)(torch.zeros(1, 16000 * 10))
+    assert torch.allclose(silent, torch.full_like(silent, 10 * np.log10(config.log_floor)))
+
+
+def test_logmel_matches_librosa_within_tolerance():
+    librosa = pytest.importorskip("librosa")
+    audio = (tone(2.0) + 0.01 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
+    ours = LogMel(FeatureConfig(seconds=2.0, frames=None))(torch.from_numpy(audio)[None])[0].numpy()
+    mel = librosa.feature.melspectrogram(y=audio, sr=SR, n_fft=1024, hop_length=512, n_mels=128, power=2.0)
+    theirs = 10 * np.log10(np.maximum(mel, np.finfo(float).eps))
+    assert ours.shape == theirs.shape
+    assert np.median(np.abs(ours - theirs)) < 0.05
+
+
+def test_normalizer_minmax_and_standard():
+    features = torch.randn(5, 4, 10) * 3 + 7
+    norm = Normalizer(4, "minmax", (-1, 1))
+    norm.fit(features)
+    out = norm(features)
+    assert out.min().item() == pytest.approx(-1, abs=1e-5) and out.max().item() == pytest.approx(1, abs=1e-5)
+    standard = Normalizer(4, "standard")
+    standard.fit(features)
+    z = standard(features)
+    assert torch.allclose(z.mean(dim=(0, 2)), torch.zeros(4), atol=1e-5)
+
+
+def test_cache_is_used_then_rebuilt_when_corrupt_or_stale(tmp_path):
+    wavs = [write(tmp_path / f"c{i}.wav", tone(1.0) * (i + 1) / 3) for i in range(3)]
+    config = FeatureConfig(seconds=1.0, frames=None)
+    cache_dir = tmp_path / "cache"
+    first, kept = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
+    assert first.shape == (3, 128, 32) and kept == wavs
+    cache = FeatureCache(cache_dir, config)
+    assert all(cache.load(w) is not None for w in wavs)
+    again, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
+    assert torch.equal(first, again)
+    # truncated entry: detected and rebuilt
+    entry = cache.entry_path(wavs[0])
+    entry.write_bytes(entry.read_bytes()[:50])
+    assert cache.load(wavs[0]) is None
+    rebuilt, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
+    assert torch.equal(rebuilt, first) and cache.load(wavs[0]) is not None
+    # other feature parameters: another cache folder, never the old entries
+    other = FeatureCache(cache_dir, FeatureConfig(seconds=1.0, frames=None, n_mels=64))
+    assert other.dir != cache.dir and other.load(wavs[0]) is None
+    # the WAV changed on disk: stale entry rebuilt
+    write(wavs[1], tone(1.0) * 0.01)
+    assert cache.load(wavs[1]) is None
+
+
+def test_bad_file_error_or_skip(tmp_path):
+    good = write(tmp_path / "good.wav", tone(1.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"garbage")
+    config = FeatureConfig(seconds=1.0, frames=None)
+    with pytest.raises(AudioError, match="bad.wav"):
+        extract_features([good, bad], config, progress=False)
+    features, kept = extract_features([good, bad], config, on_bad_file="skip", progress=False)
+    assert kept == [good] and features.shape[0] == 1
