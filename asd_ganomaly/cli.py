@@ -1,0 +1,100 @@
+"""``asd-ganomaly``: data and results commands beside the Hydra training app ``asd-train``.
+
+Subcommands: ``synth`` (synthetic DCASE-layout dataset), ``download`` (official DCASE 2021 Task 2 archives),
+``report`` (results table of a sweep), ``score`` (score WAV files with a trained model), ``export`` (ONNX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .data.dcase import MACHINE_TYPES
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from .data.synth import write_synthetic_dataset
+
+    root = write_synthetic_dataset(
+        args.root,
+        machine_types=args.machines,
+        sections=args.sections,
+        train_clips=args.clips_per_section,
+        target_train_clips=args.target_clips,
+        test_clips=args.test_clips,
+        seconds=args.seconds,
+        severity=args.severity,
+        seed=args.seed,
+    )
+    print(f"synthetic dataset written to {root}")
+
+
+def _download(args: argparse.Namespace) -> None:
+    from .data.download import ZENODO_API, download
+
+    folders = download(args.kind, args.root, args.machines, api_url=args.api_url or ZENODO_API)
+    for folder in folders:
+        print(f"ready: {folder}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import collect_runs, log_report_to_wandb, write_report
+
+    csv_path, md_path = write_report(args.sweep_dir, args.out)
+    print(md_path.read_text())
+    print(f"written: {csv_path} and {md_path}")
+    if args.wandb:
+        log_report_to_wandb(args.sweep_dir, collect_runs(args.sweep_dir), args.project, args.group)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``asd-ganomaly`` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="asd-ganomaly", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = sub.add_parser("synth", help="write a synthetic dataset in the DCASE 2021 dev layout")
+    synth.add_argument("root", help="folder to write <machine>/{train,source_test,target_test}/ into")
+    synth.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES), metavar="TYPE")
+    synth.add_argument("--sections", nargs="+", type=int, default=[0, 1, 2])
+    synth.add_argument("--clips-per-section", type=int, default=1000, help="source normal training clips")
+    synth.add_argument("--target-clips", type=int, default=3, help="target normal training clips")
+    synth.add_argument("--test-clips", type=int, default=100, help="per label and domain")
+    synth.add_argument("--seconds", type=float, default=10.0)
+    synth.add_argument("--severity", type=float, default=1.0, help="anomaly strength (0 = none, 3 = obvious)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_synth)
+
+    dl = sub.add_parser("download", help="download and unpack the DCASE 2021 Task 2 archives from Zenodo")
+    dl.add_argument("kind", choices=["dev", "additional", "eval"])
+    dl.add_argument("--root", required=True, help="writes ROOT/dev_data/<machine> or ROOT/eval_data/<machine>")
+    dl.add_argument("--machines", nargs="+", default=None, metavar="TYPE", help="default: all seven")
+    dl.add_argument("--api-url", default=None, help="Zenodo API base URL (a mirror)")
+    dl.set_defaults(func=_download)
+
+    report = sub.add_parser("report", help="results.csv and results.md of a sweep, beside the report's tables")
+    report.add_argument("sweep_dir")
+    report.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
+    report.add_argument("--wandb", action="store_true", help="also log the table to W&B")
+    report.add_argument("--project", default="asd-ganomaly")
+    report.add_argument("--group", default=None)
+    report.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``asd-ganomaly``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"asd-ganomaly {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""LightningDataModule for one (machine type, section), with features cached once and batches that can
+live on the training device (no DataLoader round trip)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from .cache import extract_features
+from .dcase import DOMAINS, ClipInfo, check_test_labels, list_clips
+from .features import FeatureConfig
+
+log = logging.getLogger(__name__)
+
+
+class EpochShuffler:
+    """Gives each epoch its own permutation from (seed, epoch), so a resumed run sees the same order.
+
+    Lightning calls ``set_epoch`` on a loader's ``sampler`` before each training epoch.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def permutation(self, n: int, device: torch.device) -> torch.Tensor:
+        """The current epoch's permutation of ``range(n)``."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(n, generator=generator).to(device)
+
+
+class TensorBatches:
+    """An iterable of batches sliced from tensors that stay where they are (CPU or GPU)."""
+
+    def __init__(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last and len(tensors[0]) > batch_size
+        self.sampler = EpochShuffler(seed)
+        self.batch_sampler = None  # Lightning inspects loaders for these two attributes
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = len(self.tensors[0])
+        device = self.tensors[0].device
+        order = self.sampler.permutation(n, device) if self.shuffle else torch.arange(n, device=device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield tuple(t[index] for t in self.tensors)
+
+
+class SectionDataModule(L.LightningDataModule):
+    """Normal training clips of one machine type and section (both domains); source and target test clips.
+
+    Training batches are feature tensors (batch, n_mels, frames). Test batches are
+    ``(features, label, domain, index)`` with label 1 for anomaly and domain 0 source / 1 target.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        machine_type: str,
+        section: int,
+        features: dict | FeatureConfig | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 64,
+        cache_dir: str | None = None,
+        on_device: bool | str = "auto",
+        num_workers: int = 2,
+        drop_last: bool = True,
+        on_bad_file: str = "error",
+        max_train_clips: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.machine_type = machine_type
+        self.section = int(section)
+        self.config = features if isinstance(features, FeatureConfig) else FeatureConfig(**(features or {}))
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.cache_dir = cache_dir
+        self.on_device = on_device
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.on_bad_file = on_bad_file
+        self.max_train_clips = max_train_clips
+        self.seed = seed
+        self.progress = progress
+        self.train_features: torch.Tensor | None = None
+        self.test_features: torch.Tensor | None = None
+        self.test_clips: list[ClipInfo] = []
+
+    @property
+    def device(self) -> torch.device:
+        """The trainer's device, or the CPU outside a trainer."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _keep_on_device(self) -> bool:
+        if self.on_device == "auto":
+            return self.device.type != "cpu"
+        return bool(self.on_device)
+
+    def _extract(self, clips: list[ClipInfo]) -> tuple[torch.Tensor, list[ClipInfo]]:
+        by_path = {c.path: c for c in clips}
+        features, kept = extract_features(
+            [c.path for c in clips],
+            self.config,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            num_workers=self.num_workers,
+            on_bad_file=self.on_bad_file,
+            progress=self.progress,
+        )
+        if self._keep_on_device():
+            features = features.to(self.device)
+        return features, [by_path[p] for p in kept]
+
+    def setup(self, stage: str | None = None) -> None:
+        """List the section's clips and load their (cached) features; repeated calls do nothing."""
+        if stage in ("fit", None) and self.train_features is None:
+            clips = [c for c in list_clips(self.root, self.machine_type, self.section, "train")]
+            clips = [c for c in clips if c.label != "anomaly"]
+            if self.max_train_clips:
+                clips = clips[: self.max_train_clips]
+            self.train_features, kept = self._extract(clips)
+            log.info("%d training clips of %s section %02d", len(kept), self.machine_type, self.section)
+        if stage in ("test", "validate", None) and self.test_features is None:
+            clips = list_clips(self.root, self.machine_type, self.section, "test")
+            check_test_labels(clips)
+            self.test_features, self.test_clips = self._extract(clips)
+
+    def train_dataloader(self) -> TensorBatches:
+        """Shuffled training batches, drawn from features that stay on their device."""
+        return TensorBatches(
+            (self.train_features,), self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed
+        )
+
+    def train_eval_batches(self) -> TensorBatches:
+        """The training clips in order, for threshold calibration."""
+        return TensorBatches((self.train_features,), self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatches:
+        """Test batches of (features, label, domain, index)."""
+        device = self.test_features.device
+        labels = torch.tensor([int(c.is_anomaly) for c in self.test_clips], device=device)
+        domains = torch.tensor([DOMAINS.index(c.domain) for c in self.test_clips], device=device)
+        index = torch.arange(len(self.test_clips), device=device)
+        return TensorBatches((self.test_features, labels, domains, index), self.eval_batch_size)
+
+    def val_dataloader(self) -> TensorBatches:
+        """The test clips again: used only when a run selects its model on test labels (explicit option)."""
+        if self.test_features is None:
+            self.setup("test")
+        return self.test_dataloader()

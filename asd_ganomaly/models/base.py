@@ -1,0 +1,145 @@
+"""What every detector of the package shares: features and normalisation stored with the model, test
+metrics per domain (AUC, pAUC, decisions), and the decision threshold calibrated on training normals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import lightning as L
+import numpy as np
+import torch
+from scipy import stats
+
+from ..data.dcase import DOMAINS
+from ..data.features import FeatureConfig, LogMel, Normalizer
+from ..metrics import auc_pauc, decision_metrics, harmonic_mean
+
+log = logging.getLogger(__name__)
+
+
+class AnomalyDetector(L.LightningModule):
+    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores``.
+
+    ``clip_scores`` takes normalised log-mel (batch, n_mels, frames) and returns a dict of per-clip scores
+    whose ``score`` entry is the anomaly score (higher = more anomalous).
+    """
+
+    def __init__(
+        self,
+        features: dict | None = None,
+        normalization: str = "minmax",
+        norm_range: tuple[float, float] = (-1.0, 1.0),
+        threshold_quantile: float = 0.9,
+        name: str = "detector",
+    ) -> None:
+        super().__init__()
+        self.feature_config = FeatureConfig(**(features or {}))
+        self.features = LogMel(self.feature_config)
+        self.normalizer = Normalizer(self.feature_config.n_mels, normalization, tuple(norm_range))
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+        self.threshold_quantile = threshold_quantile
+        self.name = name
+        self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
+        self._outputs: list[dict[str, torch.Tensor]] = []
+        self.test_results: dict = {}
+        self.test_scores: dict[str, torch.Tensor] = {}
+
+    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-clip scores of normalised log-mel features."""
+        raise NotImplementedError
+
+    def score_logmel(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores of raw log-mel features (normalised here), as float32."""
+        scores = self.clip_scores(self.normalizer(logmel))
+        return {key: value.float() for key, value in scores.items()}
+
+    def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores of waveforms (batch, samples) at the feature sample rate."""
+        return self.score_logmel(self.features(waveforms))
+
+    @torch.no_grad()
+    def fit_normalizer(self, train_features: torch.Tensor) -> None:
+        """Fit the normalisation on the section's training features (once; a resumed run keeps it)."""
+        if not bool(self.normalizer.fitted):
+            self.normalizer.fit(train_features.to(self.normalizer.scale.device))
+
+    @torch.no_grad()
+    def calibrate_threshold(self, batches: Iterable[tuple[torch.Tensor, ...]]) -> float:
+        """Fit a gamma distribution to the training normals' scores; the threshold is its quantile."""
+        was_training = self.training
+        self.eval()
+        scores = torch.cat([self.score_logmel(batch[0].to(self.device))["score"] for batch in batches])
+        self.train(was_training)
+        values = scores.double().cpu().numpy()
+        threshold = gamma_threshold(values, self.threshold_quantile)
+        self.threshold.fill_(threshold)
+        log.info("decision threshold %.6g (gamma quantile %.2f of training scores)", threshold, self.threshold_quantile)
+        return threshold
+
+    def _collect(self, batch: tuple[torch.Tensor, ...]) -> None:
+        logmel, label, domain, index = batch
+        scores = self.score_logmel(logmel)
+        self._outputs.append({**scores, "label": label, "domain": domain, "index": index})
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """Score a test batch; metrics are computed per domain at the end of the epoch."""
+        self._collect(batch)
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """Only used with ``select_on_test``: validation is the test set (explicit, optimistic option)."""
+        self._collect(batch)
+
+    def on_test_epoch_end(self) -> None:
+        """Log test/<domain>/{auc,pauc,precision,recall,f1} and test/hmean/{auc,pauc}."""
+        self.test_scores = self._gather()
+        self.test_results = self._domain_metrics(self.test_scores)
+        self.log_dict(_flatten("test", self.test_results))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log val/<domain>/auc and pauc (test labels: optimistic selection)."""
+        results = self._domain_metrics(self._gather())
+        self.log_dict(_flatten("val", results))
+
+    def _gather(self) -> dict[str, torch.Tensor]:
+        outputs, self._outputs = self._outputs, []
+        return {key: torch.cat([o[key] for o in outputs]).cpu() for key in outputs[0]}
+
+    def _domain_metrics(self, scores: dict[str, torch.Tensor]) -> dict:
+        results: dict = {}
+        decisions = scores["score"] > self.threshold.cpu()
+        for code, domain in enumerate(DOMAINS):
+            mask = scores["domain"] == code
+            if not mask.any():
+                continue
+            auc, pauc = auc_pauc(scores["score"][mask], scores["label"][mask])
+            results[domain] = {"auc": auc, "pauc": pauc}
+            if torch.isfinite(self.threshold):
+                results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
+        domains = [d for d in DOMAINS if d in results]
+        results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+        return results
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the model config and feature parameters, so a checkpoint alone can score new clips."""
+        checkpoint["asd_ganomaly"] = {
+            "model_config": self.model_config,
+            "features": self.feature_config.as_dict(),
+            "name": self.name,
+        }
+
+
+def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of a gamma distribution fitted to ``scores`` (empirical quantile if the fit fails)."""
+    try:
+        shape, loc, scale = stats.gamma.fit(scores)
+        threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale))
+        if np.isfinite(threshold):
+            return threshold
+    except (ValueError, RuntimeError, FloatingPointError):
+        pass
+    return float(np.quantile(scores, quantile))
+
+
+def _flatten(stage: str, results: dict) -> dict[str, float]:
+    return {f"{stage}/{group}/{name}": value for group, values in results.items() for name, value in values.items()}

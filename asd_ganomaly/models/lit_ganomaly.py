@@ -1,0 +1,145 @@
+"""GANomaly LightningModule: manual optimization, a generator step then a discriminator step per batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from .base import AnomalyDetector
+from .ganomaly import GANomaly, init_weights
+from .loss import DiscriminatorLoss, GeneratorLoss
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
+
+
+class GANomalyModule(AnomalyDetector):
+    """E1-D-E2 generator and discriminator trained adversarially; score = mean((Z - Z')^2).
+
+    ``on_collapse`` says what happens when the discriminator loss stays below ``collapse_threshold`` for
+    ``collapse_patience`` steps: ``"warn"``, ``"reinit"`` (re-initialise D, as original GANomaly) or
+    ``"stop"``. ``bn_train_mode_at_test`` scores with batch statistics, as the authors' code did.
+    """
+
+    def __init__(
+        self,
+        net: GANomaly,
+        loss: GeneratorLoss,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        scheduler_g: SchedulerFactory | None = None,
+        scheduler_d: SchedulerFactory | None = None,
+        on_collapse: str = "warn",
+        collapse_threshold: float = 1e-5,
+        collapse_patience: int = 20,
+        bn_train_mode_at_test: bool = False,
+        **base: object,
+    ) -> None:
+        super().__init__(**base)
+        if on_collapse not in ("warn", "reinit", "stop"):
+            raise ValueError(f"on_collapse must be warn, reinit or stop, not {on_collapse!r}")
+        self.automatic_optimization = False
+        self.net = net
+        self.loss = loss
+        self.d_loss = DiscriminatorLoss()
+        self.optimizer_factories = (optimizer_g, optimizer_d)
+        self.scheduler_factories = (scheduler_g, scheduler_d)
+        self.on_collapse = on_collapse
+        self.collapse_threshold = collapse_threshold
+        self.collapse_patience = collapse_patience
+        self.bn_train_mode_at_test = bn_train_mode_at_test
+        self.collapsed_steps = 0
+
+    def configure_optimizers(self) -> tuple[list, list]:
+        """SGD/Adam (from config) for the generator and the discriminator, with optional schedulers."""
+        opt_g = self.optimizer_factories[0](params=self.net.generator.parameters())
+        opt_d = self.optimizer_factories[1](params=self.net.discriminator.parameters())
+        schedulers = [
+            make(optimizer=opt) for make, opt in zip(self.scheduler_factories, (opt_g, opt_d), strict=True) if make
+        ]
+        return [opt_g, opt_d], schedulers
+
+    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latent, reconstruction and discriminator scores of normalised log-mel."""
+        if self.bn_train_mode_at_test and not self.training:
+            self.net.train()
+            try:
+                return self.net.scores(logmel)
+            finally:
+                self.net.eval()
+        return self.net.scores(logmel)
+
+    @torch.no_grad()
+    def reconstruct(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised input and its reconstruction, both (batch, n_mels, frames), for plots."""
+        x = self.normalizer(logmel)
+        _, x_rec, _, _ = self.net(x)
+        return x, x_rec[:, 0, : x.shape[-2], : x.shape[-1]]
+
+    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
+        """One generator step on the weighted loss, then one discriminator step on detached X~."""
+        opt_g, opt_d = self.optimizers()
+        x = self.normalizer(batch[0])
+
+        self.toggle_optimizer(opt_g)
+        x_pad, x_rec, z, z_prime = self.net(x)
+        real, fake = self.net.discriminator(x_pad), self.net.discriminator(x_rec)
+        terms = self.loss(x_pad, x_rec, z, z_prime, real, fake)
+        self._check_finite("generator", terms["loss"])
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        self.toggle_optimizer(opt_d)
+        loss_d = self.d_loss(self.net.discriminator(x_pad)[0], self.net.discriminator(x_rec.detach())[0])
+        self._check_finite("discriminator", loss_d)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        self._watch_collapse(loss_d.detach())
+
+        logs = {f"train/loss_{name}": value.detach() for name, value in terms.items() if name != "loss"}
+        logs |= {"train/loss_g": terms["loss"].detach(), "train/loss_d": loss_d.detach()}
+        self.log_dict(logs, on_step=True, on_epoch=True, prog_bar=False)
+        self.log("loss_g", terms["loss"].detach(), prog_bar=True, logger=False)
+
+    def on_train_epoch_end(self) -> None:
+        """Step the learning-rate schedulers once per epoch."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is not None:
+                scheduler.step()
+
+    def _check_finite(self, which: str, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"{which} loss is {loss.item()} at epoch {self.current_epoch}, global step {self.global_step}: "
+                "training diverged (try a lower learning rate or other loss weights)"
+            )
+
+    def _watch_collapse(self, loss_d: torch.Tensor) -> None:
+        self.collapsed_steps = self.collapsed_steps + 1 if loss_d < self.collapse_threshold else 0
+        if self.collapsed_steps < self.collapse_patience:
+            return
+        why = (
+            f"discriminator loss below {self.collapse_threshold} for {self.collapsed_steps} steps "
+            f"(epoch {self.current_epoch}, global step {self.global_step})"
+        )
+        self.collapsed_steps = 0
+        if self.on_collapse == "stop":
+            raise TrainingDivergedError(f"GAN collapse: {why}")
+        if self.on_collapse == "reinit":
+            log.warning("GAN collapse: %s; re-initialising the discriminator", why)
+            self.net.discriminator.apply(init_weights)
+        else:
+            log.warning("GAN collapse: %s", why)

@@ -1,0 +1,90 @@
+"""Files of one training run: metrics.json, scores.csv, and the checks made before training starts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .data.dcase import DOMAINS, ClipInfo
+
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.csv"
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """The run's metrics.json, or None when absent or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished when its metrics.json says it completed."""
+    metrics = read_metrics(run_dir)
+    return bool(metrics) and metrics.get("status") == "completed"
+
+
+def run_record(
+    machine_type: str,
+    section: int,
+    model: str,
+    data_root: str,
+    config: dict,
+    selected_on_test: bool = False,
+    results: dict | None = None,
+    error: str | None = None,
+) -> dict:
+    """The metrics.json payload of a completed (``results``) or failed (``error``) run."""
+    results = results or {}
+    return {
+        "machine_type": machine_type,
+        "section": int(section),
+        "model": model,
+        "status": "failed" if error else "completed",
+        "error": error,
+        "selected_on_test": selected_on_test,
+        "data_root": data_root,
+        "metrics": {d: results[d] for d in DOMAINS if d in results},
+        "hmean": results.get("hmean", {}),
+        "config": config,
+    }
+
+
+def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
+    """Per test clip: path, domain, label (1 = anomaly), every score and the 0/1 decision."""
+    names = [key for key in ("score", "score_rec", "score_disc") if key in scores]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "domain", "label", *names, "decision"])
+        for row, i in enumerate(scores["index"].tolist()):
+            clip = clips[i]
+            values = [f"{scores[key][row].item():.8g}" for key in names]
+            decision = int(scores["score"][row].item() > threshold)
+            writer.writerow([str(clip.path), clip.domain, int(clip.is_anomaly), *values, decision])
+
+
+def check_output_dir(path: Path, min_free_gb: float) -> None:
+    """Fail before training when the output folder is not writable or the disk is nearly full."""
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"0" * 1024)
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"output folder {path} is not writable: {error}") from error
+    free_gb = shutil.disk_usage(path).free / 1e9
+    if free_gb < min_free_gb:
+        raise OSError(f"only {free_gb:.2f} GB free under {path}; at least {min_free_gb} GB needed (min_free_disk_gb)")

@@ -1,0 +1,87 @@
+"""Loggers and callbacks from config; W&B offline unless the user is logged in, and never fatal."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import hydra
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def wandb_logged_in() -> bool:
+    """True when an API key is in the environment or in ~/.netrc for api.wandb.ai."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_offline(value: object) -> bool:
+    """``offline: auto`` -> offline unless logged in; WANDB_MODE=offline/disabled/online always wins."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return True
+    if mode == "online":
+        return False
+    if value == "auto":
+        return not wandb_logged_in()
+    return bool(value)
+
+
+def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
+    """Instantiate every logger node that has a ``_target_``; a W&B logger is offline unless logged in."""
+    loggers: list[Logger] = []
+    for name, node in (config or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        node = OmegaConf.to_container(node, resolve=True)
+        if "WandbLogger" in node["_target_"]:
+            node["offline"] = resolve_wandb_offline(node.get("offline", "auto"))
+            Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
+        log.info("Instantiating logger %s <%s>", name, node["_target_"])
+        loggers.append(hydra.utils.instantiate(node))
+    return loggers
+
+
+def instantiate_callbacks(config: DictConfig | None) -> list[Callback]:
+    """Instantiate every callback node that has a ``_target_``."""
+    callbacks = []
+    for name, node in (config or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            log.info("Instantiating callback %s <%s>", name, node["_target_"])
+            callbacks.append(hydra.utils.instantiate(node))
+    return callbacks
+
+
+def start_wandb_runs(loggers: list[Logger]) -> list[Logger]:
+    """Start each W&B run now; one that cannot start (bad key, service down) is dropped with a warning."""
+    kept = []
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            try:
+                _ = logger.experiment
+            except Exception as error:  # W&B must never fail a training run
+                log.warning("W&B could not start (%s): continuing with the other loggers", error)
+                continue
+        kept.append(logger)
+    return kept
+
+
+def finish_wandb() -> None:
+    """Close the current W&B run, if any, so that the next job of a multirun gets its own."""
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except Exception as error:  # closing must never fail a run either
+        log.warning("W&B finish failed: %s", error)

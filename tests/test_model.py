@@ -1,0 +1,159 @@
+"""GANomaly modules, losses, one manual optimisation step, configs composed by Hydra, metrics."""
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from asd_ganomaly.data.datamodule import TensorBatches
+from asd_ganomaly.metrics import auc_pauc, decision_metrics, harmonic_mean, official_score
+from asd_ganomaly.models.ganomaly import Decoder, Encoder, GANomaly
+from asd_ganomaly.models.lit_ganomaly import GANomalyModule, TrainingDivergedError
+from asd_ganomaly.models.loss import GeneratorLoss
+from asd_ganomaly.train import CONF_DIR
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("model", "latent", "activation"),
+    [("ganomaly", (256, 16, 39), torch.nn.Tanh), ("ganomaly_authors", (256, 16, 39), torch.nn.ReLU)],
+)
+def test_full_size_configs_have_the_published_shapes(model, latent, activation):
+    cfg = compose_config(f"model={model}")
+    net: GANomaly = instantiate(cfg.model.net)
+    x = torch.randn(2, 128, 312)
+    with torch.no_grad():
+        x_pad, x_rec, z, z_prime = net(x)
+        logit, features = net.discriminator(x_pad)
+    assert x_pad.shape == x_rec.shape == (2, 1, 128, 312)
+    assert z.shape == z_prime.shape == (2, *latent)
+    assert logit.shape == (2,)
+    assert isinstance(net.generator.decoder.layers[-1], activation)
+    generator_params = sum(p.numel() for p in net.generator.parameters())
+    assert generator_params == pytest.approx(15.59e6, rel=0.01)  # reference.md 1.3: E1 + D + E2
+    if model == "ganomaly_authors":
+        assert features.shape == (2, 256, 8, 20)  # Linear(40960, 1) as in the authors' code
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.generator.encoder1.layers[-2:])
+
+
+@pytest.mark.parametrize("frames", [312, 313, 100, 64])
+def test_other_frame_counts_are_padded_to_the_stride(frames):
+    net = GANomaly(
+        [128, frames],
+        encoder={"channels": [4, 4, 8, 8], "strides": [2, 2, 2, 2]},
+        decoder={"channels": [8, 8, 4, 1], "strides": [2, 2, 2, 2]},
+        discriminator={"channels": [4, 4, 4, 4, 4], "strides": [2] * 5},
+    )
+    scores = net.scores(torch.randn(3, 128, frames))
+    assert set(scores) == {"score", "score_rec", "score_disc"}
+    assert all(s.shape == (3,) and torch.isfinite(s).all() for s in scores.values())
+
+
+def test_mismatched_strides_are_refused():
+    with pytest.raises(ValueError, match="downsamples by 16"):
+        GANomaly(
+            [128, 64],
+            encoder={"channels": [4] * 4, "strides": [2] * 4},
+            decoder={"channels": [4, 4, 1], "strides": [2] * 3},
+            discriminator={"channels": [4] * 5, "strides": [2] * 5},
+        )
+
+
+def test_encoder_block_order_is_conv_leakyrelu_batchnorm():
+    layers = list(Encoder([4, 8], [2, 1]).layers)
+    assert [type(m).__name__ for m in layers[:3]] == ["Conv2d", "LeakyReLU", "BatchNorm2d"]
+    assert Decoder(8, [4, 1], [2, 2]).total_stride == 4
+
+
+def small_module(*overrides: str) -> GANomalyModule:
+    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", *overrides)
+    return instantiate(cfg.model)
+
+
+def test_loss_weights_from_the_command_line_reach_the_loss():
+    module = small_module("model.loss.w_rec=10", "model.loss.w_adv=0.5", "model.optimizer_g.lr=0.01")
+    assert (module.loss.w_rec, module.loss.w_ano, module.loss.w_adv) == (10.0, 1.0, 0.5)
+    opt_g, _ = module.configure_optimizers()[0]
+    assert opt_g.param_groups[0]["lr"] == 0.01
+    same = torch.ones(2, 1, 4, 4)
+    logits = (torch.zeros(2), None)
+    terms = module.loss(same, same, torch.zeros(2, 3), torch.ones(2, 3), logits, logits)
+    assert terms["ano"].item() == pytest.approx(np.sqrt(3))  # the report's L2 norm per clip
+    assert terms["loss"].item() == pytest.approx(10 * 0 + 1 * np.sqrt(3) + 0.5 * 0)
+
+
+def test_authors_loss_is_mse_with_feature_matching():
+    loss = GeneratorLoss(ano="mse", adv="feature_mse")
+    terms = loss(
+        torch.zeros(2, 1, 2, 2),
+        torch.ones(2, 1, 2, 2),
+        torch.zeros(2, 3),
+        torch.full((2, 3), 2.0),
+        (torch.zeros(2), torch.zeros(2, 5)),
+        (torch.zeros(2), torch.full((2, 5), 3.0)),
+    )
+    assert (terms["rec"].item(), terms["ano"].item(), terms["adv"].item()) == (1.0, 4.0, 9.0)
+    assert terms["loss"].item() == pytest.approx(50 + 4 + 9)
+
+
+def test_one_manual_step_changes_generator_and_discriminator():
+    import lightning as L
+
+    module = small_module()
+    module.fit_normalizer(torch.randn(8, 128, 64))
+    batches = TensorBatches((torch.randn(4, 128, 64),), batch_size=4)
+    before_g = [p.detach().clone() for p in module.net.generator.parameters()]
+    before_d = [p.detach().clone() for p in module.net.discriminator.parameters()]
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=1, enable_progress_bar=False
+    )
+    trainer.fit(module, train_dataloaders=batches)
+    changed_g = sum(not torch.equal(a, b) for a, b in zip(before_g, module.net.generator.parameters(), strict=True))
+    changed_d = sum(not torch.equal(a, b) for a, b in zip(before_d, module.net.discriminator.parameters(), strict=True))
+    assert module.automatic_optimization is False
+    assert changed_g == len(before_g) and changed_d == len(before_d)
+    assert trainer.global_step == 2  # one step of each optimizer
+
+
+def test_non_finite_loss_stops_with_a_message_naming_the_step():
+    import lightning as L
+
+    module = small_module()
+    module.fit_normalizer(torch.randn(8, 128, 64))
+    bad = torch.randn(4, 128, 64)
+    bad[0, 0, 0] = float("nan")
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=1)
+    with pytest.raises(TrainingDivergedError, match=r"generator loss is nan at epoch 0, global step 0"):
+        trainer.fit(module, train_dataloaders=TensorBatches((bad,), batch_size=4))
+
+
+def test_pauc_equals_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(10, 300))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = rng.standard_normal(n) + labels * rng.uniform(0, 2)
+        if trial % 4 == 0:
+            scores = np.round(scores, 1)  # ties
+        if trial % 4 == 1:
+            scores = scores * 1000 + 5000  # large scores (an MSE in dB^2) must not saturate
+        auc, pauc = auc_pauc(torch.from_numpy(scores), torch.from_numpy(labels))
+        assert auc == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-6)
+        assert pauc == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores, max_fpr=0.1), abs=1e-6)
+
+
+def test_harmonic_means_and_decisions():
+    stats = pytest.importorskip("scipy.stats")
+    values = [0.6, 0.7, 0.55, 0.9]
+    assert harmonic_mean(values) == pytest.approx(stats.hmean(values))
+    assert official_score([0.6, 0.7], [0.5, 0.55]) == pytest.approx(stats.hmean([0.6, 0.7, 0.5, 0.55]))
+    assert harmonic_mean([0.0, 0.5]) < 1e-7  # floored at eps, as the evaluator does
+    result = decision_metrics(torch.tensor([1, 1, 0, 0]), torch.tensor([1, 0, 1, 0]))
+    assert result == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
