@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .data.dcase import DOMAINS, ClipInfo
+from .metrics import official_score
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
@@ -59,8 +60,17 @@ def run_record(
         "data_root": data_root,
         "metrics": {d: results[d] for d in DOMAINS if d in results},
         "hmean": results.get("hmean", {}),
+        "dcase_score": _dcase_score(results),
         "config": config,
     }
+
+
+def _dcase_score(results: dict) -> float | None:
+    """The official score restricted to one run: harmonic mean of its AUC and pAUC values."""
+    domains = [results[d] for d in DOMAINS if d in results]
+    if not domains:
+        return None
+    return official_score([d["auc"] for d in domains], [d["pauc"] for d in domains])
 
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:

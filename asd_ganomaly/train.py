@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import InterruptCheckpoint
 from .data.datamodule import SectionDataModule
 from .models.base import AnomalyDetector
 from .runs import (
@@ -58,6 +59,7 @@ def build_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0))
+    callbacks.append(InterruptCheckpoint(out / "checkpoints"))
     if cfg.select_on_test:
         callbacks.append(
             ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/source/auc", mode="max")
@@ -149,7 +151,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _lookup(record: dict, metric: str) -> float | None:
-    """``test/source/auc`` -> record["metrics"]["source"]["auc"]; ``test/hmean/auc`` -> record["hmean"]["auc"]."""
+    """``test/source/auc`` -> record["metrics"]["source"]["auc"]; ``test/hmean/auc`` -> record["hmean"]["auc"];
+    ``dcase_score`` -> record["dcase_score"]."""
+    if "/" not in metric:
+        return record.get(metric)
     _, group, name = metric.split("/")
     values = record.get("hmean", {}) if group == "hmean" else record.get("metrics", {}).get(group, {})
     return values.get(name)

@@ -20,3 +20,54 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip("shared/realdata is not beside this checkout")
     return REALDATA
+
+
+SMALL_RUN = [
+    "model=ganomaly_small",
+    "trainer=cpu",
+    "data.batch_size=8",
+    "data.eval_batch_size=16",
+    "data.features.seconds=2.0",
+    "data.features.frames=56",
+    "data.num_workers=1",
+    "data.progress=false",
+    "callbacks.progress_bar.refresh_rate=0",
+    "trainer.enable_model_summary=false",
+]
+"""Overrides that make a training run small enough for a test: 2 s clips, narrow channels, CPU."""
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset: fan and valve, section 0, 2 s clips, clearly audible anomalies."""
+    from asd_ganomaly.data.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(
+        root,
+        machine_types=["fan", "valve"],
+        sections=[0],
+        train_clips=32,
+        target_train_clips=3,
+        test_clips=10,
+        seconds=2.0,
+        severity=4.0,
+        seed=0,
+        progress=False,
+    )
+    return root
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True, env: dict | None = None):
+    """Run a console entry point of the package in a subprocess, the way a user does."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result

@@ -32,6 +32,8 @@ class AnomalyDetector(L.LightningModule):
         norm_range: tuple[float, float] = (-1.0, 1.0),
         threshold_quantile: float = 0.9,
         name: str = "detector",
+        channels_last: bool = False,
+        compile_net: bool = False,
     ) -> None:
         super().__init__()
         self.feature_config = FeatureConfig(**(features or {}))
@@ -40,6 +42,8 @@ class AnomalyDetector(L.LightningModule):
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.threshold_quantile = threshold_quantile
         self.name = name
+        self.channels_last = channels_last
+        self.compile_net = compile_net
         self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
         self.test_results: dict = {}
@@ -48,6 +52,13 @@ class AnomalyDetector(L.LightningModule):
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-clip scores of normalised log-mel features."""
         raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        """Fast-path options: channels-last memory format and ``torch.compile`` of the network."""
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_net and getattr(self.net, "_compiled_call_impl", None) is None:
+            self.net.compile()
 
     def score_logmel(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scores of raw log-mel features (normalised here), as float32."""
