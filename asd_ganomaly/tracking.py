@@ -38,18 +38,50 @@ def resolve_wandb_offline(value: object) -> bool:
 
 
 def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
-    """Instantiate every logger node that has a ``_target_``; a W&B logger is offline unless logged in."""
+    """Instantiate every logger node that has a ``_target_``.
+
+    A W&B logger is offline unless the user is logged in, and is started at once: if it cannot start
+    online (no network, bad key, service down) within ``init_timeout`` seconds it falls back to offline,
+    and if even that fails it is left out. W&B never fails or hangs a run.
+    """
     loggers: list[Logger] = []
     for name, node in (config or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
         node = OmegaConf.to_container(node, resolve=True)
-        if "WandbLogger" in node["_target_"]:
-            node["offline"] = resolve_wandb_offline(node.get("offline", "auto"))
-            Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
         log.info("Instantiating logger %s <%s>", name, node["_target_"])
-        loggers.append(hydra.utils.instantiate(node))
+        if "WandbLogger" in node["_target_"]:
+            logger = start_wandb(node)
+            if logger is not None:
+                loggers.append(logger)
+        else:
+            loggers.append(hydra.utils.instantiate(node))
     return loggers
+
+
+def start_wandb(node: dict) -> Logger | None:
+    """Create and start a WandbLogger from its config node, falling back to offline, then to none."""
+    import wandb
+
+    timeout = float(node.pop("init_timeout", 60))
+    offline = resolve_wandb_offline(node.pop("offline", "auto"))
+    Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
+    for attempt_offline in ([offline] if offline else [False, True]):
+        try:
+            logger = hydra.utils.instantiate(
+                node,
+                offline=attempt_offline,
+                mode="offline" if attempt_offline else "online",
+                settings=wandb.Settings(init_timeout=timeout, silent=True),
+            )
+            _ = logger.experiment  # start the run now, not at the first metric
+            return logger
+        except Exception as error:  # W&B must never fail a training run
+            finish_wandb()
+            mode = "offline" if attempt_offline else "online"
+            log.warning("W&B could not start %s (%s: %s)", mode, type(error).__name__, error)
+    log.warning("continuing without W&B: metrics still go to metrics.json and the CSV logger")
+    return None
 
 
 def instantiate_callbacks(config: DictConfig | None) -> list[Callback]:
@@ -60,20 +92,6 @@ def instantiate_callbacks(config: DictConfig | None) -> list[Callback]:
             log.info("Instantiating callback %s <%s>", name, node["_target_"])
             callbacks.append(hydra.utils.instantiate(node))
     return callbacks
-
-
-def start_wandb_runs(loggers: list[Logger]) -> list[Logger]:
-    """Start each W&B run now; one that cannot start (bad key, service down) is dropped with a warning."""
-    kept = []
-    for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            try:
-                _ = logger.experiment
-            except Exception as error:  # W&B must never fail a training run
-                log.warning("W&B could not start (%s): continuing with the other loggers", error)
-                continue
-        kept.append(logger)
-    return kept
 
 
 def finish_wandb() -> None:

@@ -36,7 +36,7 @@ from .runs import (
     write_json_atomic,
     write_scores,
 )
-from .tracking import finish_wandb, instantiate_callbacks, instantiate_loggers, start_wandb_runs
+from .tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -64,7 +64,7 @@ def build_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
         callbacks.append(
             ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/source/auc", mode="max")
         )
-    loggers = start_wandb_runs(instantiate_loggers(cfg.get("logger")))
+    loggers = instantiate_loggers(cfg.get("logger"))
     return hydra.utils.instantiate(
         cfg.trainer,
         logger=loggers or False,

@@ -18,6 +18,9 @@ import torch
 import torchaudio.functional as AF
 
 
+MIN_RATE, MAX_RATE = 1_000, 384_000
+
+
 class AudioError(ValueError):
     """Raised for a file that cannot be used as a clip."""
 
@@ -29,6 +32,8 @@ def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None =
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"cannot read {path}: {error}") from error
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{path} claims an implausible sample rate of {rate} Hz")
     if audio.shape[0] == 0:
         raise AudioError(f"{path} holds no samples")
     if not np.isfinite(audio).all():

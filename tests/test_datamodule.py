@@ -1,0 +1,79 @@
+"""The DataModule over real DCASE 2020 clips: shapes, tags, the cache on the second pass, batches."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import asd_ganomaly.data.cache as cache_module
+from asd_ganomaly.data.datamodule import SectionDataModule, TensorBatches
+
+
+@pytest.fixture(scope="module")
+def real_layout(realdata, tmp_path_factory) -> Path:
+    """20 real normal clips for training; 5 other normals and the real anomaly for testing."""
+    root = tmp_path_factory.mktemp("real") / "machine"
+    source = realdata / "dcase2020-zyy438" / "unknown_machine"
+    normals = sorted((source / "train").glob("normal_id_00_*.wav"))
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    for wav in normals[:20]:
+        os.symlink(wav, root / "train" / wav.name)
+    for wav in normals[20:25]:
+        os.symlink(wav, root / "test" / wav.name)
+    anomaly = source / "test" / "anomaly_id_00_00000000.wav"
+    os.symlink(anomaly, root / "test" / anomaly.name)
+    return root.parent
+
+
+def make(root: Path, cache: Path, **kwargs) -> SectionDataModule:
+    return SectionDataModule(
+        str(root), "machine", 0, batch_size=8, eval_batch_size=4, cache_dir=str(cache), progress=False, **kwargs
+    )
+
+
+def test_real_clips_load_with_tags_and_shapes(real_layout, tmp_path):
+    dm = make(real_layout, tmp_path / "cache")
+    dm.setup("fit")
+    dm.setup("test")
+    assert dm.train_features.shape == (20, 128, 312)
+    assert torch.isfinite(dm.train_features).all()
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 2 and all(b[0].shape == (8, 128, 312) for b in batches)  # drop_last
+    features, labels, domains, index = (torch.cat(t) for t in zip(*dm.test_dataloader(), strict=True))
+    assert features.shape == (6, 128, 312)
+    assert labels.tolist().count(1) == 1 and set(domains.tolist()) == {0}
+    assert dm.test_clips[int(index[labels == 1])].label == "anomaly"
+
+
+def test_second_pass_reads_no_wav(real_layout, tmp_path, monkeypatch):
+    first = make(real_layout, tmp_path / "cache")
+    first.setup("fit")
+
+    def no_wav(*args, **kwargs):
+        raise AssertionError("a WAV was decoded although its features are cached")
+
+    monkeypatch.setattr(cache_module, "read_wav", no_wav)
+    second = make(real_layout, tmp_path / "cache")
+    second.setup("fit")
+    assert torch.equal(first.train_features, second.train_features)
+
+
+def test_epochs_have_their_own_reproducible_order():
+    batches = TensorBatches((torch.arange(12.0),), batch_size=4, shuffle=True, seed=3)
+    first = [b[0].tolist() for b in batches]
+    assert first == [b[0].tolist() for b in batches]
+    batches.sampler.set_epoch(1)
+    second = [b[0].tolist() for b in batches]
+    assert second != first and sorted(sum(second, [])) == list(range(12))
+
+
+def test_max_train_clips_and_bad_machine(real_layout, tmp_path):
+    dm = make(real_layout, tmp_path / "cache", max_train_clips=5)
+    dm.setup("fit")
+    assert dm.train_features.shape[0] == 5
+    from asd_ganomaly.data.dcase import DatasetError
+
+    with pytest.raises(DatasetError, match="unknown machine type"):
+        SectionDataModule(str(real_layout), "pumpp", 0, progress=False).setup("fit")
