@@ -66,7 +66,7 @@ def start_wandb(node: dict) -> Logger | None:
     timeout = float(node.pop("init_timeout", 60))
     offline = resolve_wandb_offline(node.pop("offline", "auto"))
     Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
-    for attempt_offline in ([offline] if offline else [False, True]):
+    for attempt_offline in [offline] if offline else [False, True]:
         try:
             logger = hydra.utils.instantiate(
                 node,

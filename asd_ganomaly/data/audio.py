@@ -17,7 +17,6 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-
 MIN_RATE, MAX_RATE = 1_000, 384_000
 
 
