@@ -58,7 +58,7 @@ def build_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
     """Trainer with the configured loggers and callbacks; validation runs only with select_on_test."""
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0))
+        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", save_last="link", save_top_k=1))
     callbacks.append(InterruptCheckpoint(out / "checkpoints"))
     if cfg.select_on_test:
         callbacks.append(

@@ -39,7 +39,7 @@ SMALL_RUN = [
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """A small synthetic dataset: fan and valve, section 0, 2 s clips, clearly audible anomalies."""
+    """A small synthetic dataset: fan and valve, section 0, 2 s clips, clearly audible anomalies (severity 8)."""
     from asd_ganomaly.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
@@ -47,11 +47,11 @@ def synthetic_root(tmp_path_factory) -> Path:
         root,
         machine_types=["fan", "valve"],
         sections=[0],
-        train_clips=32,
+        train_clips=96,
         target_train_clips=3,
         test_clips=10,
         seconds=2.0,
-        severity=4.0,
+        severity=8.0,
         seed=0,
         progress=False,
     )
