@@ -39,6 +39,7 @@ RECIPES: dict[str, dict] = {
     "ToyTrain": {"f0": (60.0, 90.0), "multiplier": 1, "harmonics": 6, "noise": 0.4, "impacts": 2.0},
 }
 ANOMALIES = ("whine", "imbalance", "impacts", "drift", "rattle")
+MARKER = "SYNTHETIC.txt"
 SEVERITY_SCALE = 0.4  # calibrated so that severity 1 gives a spectral-distance AUC of about 0.7
 
 
@@ -194,6 +195,11 @@ def write_synthetic_dataset(
     if min(train_clips, test_clips) < 1 or target_train_clips < 0 or seconds <= 0 or sample_rate <= 0:
         raise ValueError("clip counts, seconds and sample rate must be positive")
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(
+        f"Synthetic machine sounds written by asd-ganomaly synth (seed {seed}, severity {severity}).\n"
+        "Not DCASE data: results on it are not comparable with published numbers.\n"
+    )
     plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test_clips)
     for machine, section, domain, split, label, index in tqdm(plan, desc="synthetic clips", disable=not progress):
         audio = synthesize_clip(machine, section, domain, label, index, seconds, sample_rate, severity, seed, split)
@@ -201,3 +207,8 @@ def write_synthetic_dataset(
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, audio, sample_rate, subtype="PCM_16")
     return root
+
+
+def is_synthetic(root: str | Path) -> bool:
+    """True for a data root written by :func:`write_synthetic_dataset`."""
+    return (Path(root) / MARKER).is_file()

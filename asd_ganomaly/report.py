@@ -1,0 +1,227 @@
+"""Results of a sweep: every run's metrics.json gathered into results.csv and results.md, beside the
+report's Tables 1/2 and the AE baseline, with per-machine harmonic means and the official DCASE score."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+from .data.dcase import DOMAINS
+from .data.synth import is_synthetic
+from .metrics import harmonic_mean, official_score
+from .reference import ae_baseline_hmean, report_auc
+from .runs import METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    "model",
+    "machine_type",
+    "section",
+    "domain",
+    "status",
+    "auc",
+    "pauc",
+    "report_ae_auc",
+    "report_mobilenet_auc",
+    "report_ganomaly_auc",
+    "auc_minus_report_ganomaly",
+    "selected_on_test",
+    "data_root",
+    "error",
+    "run_dir",
+]
+
+
+def _runs(sweep_dir: Path) -> list[tuple[Path, dict | None]]:
+    """(run folder, metrics or None) for every run below ``sweep_dir``; a run has .hydra/ or metrics.json."""
+    folders = {p.parent for p in sweep_dir.rglob(METRICS_FILE)} | {p.parent for p in sweep_dir.rglob(".hydra")}
+    runs = []
+    for folder in sorted(folders):
+        try:
+            runs.append((folder, json.loads((folder / METRICS_FILE).read_text())))
+        except (OSError, ValueError):
+            runs.append((folder, None))
+    return runs
+
+
+def _missing_row(folder: Path) -> dict:
+    machine, _, section = folder.name.rpartition("_sec")
+    return {
+        "model": folder.parent.name,
+        "machine_type": machine,
+        "section": int(section) if section.isdigit() else "",
+        "domain": "",
+        "status": "missing",
+        "error": "no metrics.json: unfinished or interrupted (run the same command again to resume)",
+        "run_dir": str(folder),
+    }
+
+
+def collect_runs(sweep_dir: str | Path) -> list[dict]:
+    """One row per run and domain (failed and unfinished runs get one row each), sorted."""
+    rows = []
+    for folder, metrics in _runs(Path(sweep_dir)):
+        if metrics is None:
+            rows.append(_missing_row(folder))
+            continue
+        base = {
+            "model": metrics["model"],
+            "machine_type": metrics["machine_type"],
+            "section": metrics["section"],
+            "status": metrics["status"],
+            "selected_on_test": metrics.get("selected_on_test", False),
+            "data_root": metrics.get("data_root", ""),
+            "error": metrics.get("error") or "",
+            "run_dir": str(folder),
+        }
+        if metrics["status"] != "completed":
+            rows.append({**base, "domain": ""})
+            continue
+        for domain in DOMAINS:
+            values = metrics["metrics"].get(domain)
+            if values is None:
+                continue
+            published = report_auc(metrics["machine_type"], int(metrics["section"]), domain)
+            ours = values["auc"]
+            rows.append(
+                {
+                    **base,
+                    "domain": domain,
+                    "auc": ours,
+                    "pauc": values["pauc"],
+                    "report_ae_auc": published["ae"],
+                    "report_mobilenet_auc": published["mobilenet"],
+                    "report_ganomaly_auc": published["ganomaly_report"],
+                    "auc_minus_report_ganomaly": None
+                    if published["ganomaly_report"] is None
+                    else ours - published["ganomaly_report"],
+                }
+            )
+    return sorted(rows, key=lambda r: (r["model"], r["machine_type"], str(r["section"]), r["domain"]))
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per model: per-machine harmonic means, the official score, and the runs that failed or are missing."""
+    by_model: dict[str, dict] = defaultdict(lambda: {"machines": {}, "failed": [], "auc": [], "pauc": []})
+    grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        model = by_model[row["model"]]
+        if row["status"] != "completed":
+            model["failed"].append(row)
+            continue
+        grouped[(row["model"], row["machine_type"])].append(row)
+        model["auc"].append(row["auc"])
+        model["pauc"].append(row["pauc"])
+    for (model, machine), chosen in sorted(grouped.items()):
+        by_model[model]["machines"][machine] = {
+            "hmean_auc": harmonic_mean(r["auc"] for r in chosen),
+            "hmean_pauc": harmonic_mean(r["pauc"] for r in chosen),
+            "pairs": len(chosen),
+            "ae_baseline": ae_baseline_hmean(machine),
+        }
+    for summary in by_model.values():
+        summary["official_score"] = official_score(summary["auc"], summary["pauc"]) if summary["auc"] else None
+    return dict(by_model)
+
+
+def _fmt(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:+.3f}" if value < 0 or value > 1 else f"{value:.3f}"
+    return str(value)
+
+
+def _data_note(rows: list[dict]) -> list[str]:
+    roots = sorted({r.get("data_root", "") for r in rows if r.get("data_root")})
+    lines = [f"Data: {', '.join(roots) or 'unknown'}."]
+    if any(is_synthetic(root) for root in roots):
+        lines.append(
+            "**Synthetic data** made by `asd-ganomaly synth`: these figures show the code runs; they are not "
+            "comparable with the report's DCASE 2021 numbers beside them."
+        )
+    if any(r.get("selected_on_test") for r in rows):
+        lines.append("**Warning:** some runs selected their model on test labels (`select_on_test`): optimistic.")
+    return lines
+
+
+def to_markdown(rows: list[dict], summary: dict) -> str:
+    """The results tables as markdown."""
+    lines = ["# Results", "", *_data_note(rows), ""]
+    lines += [
+        "AUC and pAUC (max FPR 0.1, standardised as in scikit-learn and the DCASE evaluator) per run and domain; "
+        "`report` columns are the AUCs of Tables 1/2 of the GANomaly report (DCASE 2021 dev set).",
+        "",
+        "| model | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
+        "AUC - report GANomaly |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] == "completed":
+            cells = [r["model"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
+            cells += [r["report_ae_auc"], r["report_mobilenet_auc"], r["report_ganomaly_auc"]]
+            lines.append("| " + " | ".join(_fmt(c) for c in [*cells, r["auc_minus_report_ganomaly"]]) + " |")
+    lines += ["", "## Per machine type (harmonic means over sections and domains)", ""]
+    lines += ["| model | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for model, s in summary.items():
+        for machine, m in s["machines"].items():
+            ae = m["ae_baseline"] or (None, None)
+            cells = [model, machine, m["pairs"], m["hmean_auc"], m["hmean_pauc"], ae[0], ae[1]]
+            lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += ["", "## Official score (harmonic mean of all AUC and pAUC values)", ""]
+    for model, s in summary.items():
+        lines.append(f"- {model}: {_fmt(s['official_score'])} over {len(s['auc'])} section-domain pairs")
+    failed = [r for s in summary.values() for r in s["failed"]]
+    if failed:
+        lines += ["", "## Failed or unfinished runs", ""]
+        lines += [
+            f"- {r['model']} {r['machine_type']} section {r['section']}: {r['status']}: {r['error']}" for r in failed
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write results.csv and results.md for the sweep; returns their paths."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+    rows = collect_runs(sweep_dir)
+    if not rows:
+        raise ValueError(f"no runs (metrics.json or .hydra/) found below {sweep_dir}")
+    out_dir = Path(out_dir) if out_dir else sweep_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    md_path.write_text(to_markdown(rows, summarise(rows)))
+    return csv_path, md_path
+
+
+def log_report_to_wandb(sweep_dir: str | Path, rows: list[dict], project: str, group: str | None = None) -> None:
+    """Log the results table as a W&B table artifact of the sweep group (offline unless logged in)."""
+    import wandb
+
+    from .tracking import resolve_wandb_offline
+
+    group = group or Path(sweep_dir).name
+    mode = "offline" if resolve_wandb_offline("auto") else "online"
+    run = wandb.init(
+        project=project, group=group, job_type="report", name=f"{group}-report", dir=str(sweep_dir), mode=mode
+    )
+    try:
+        table = wandb.Table(columns=COLUMNS, data=[[row.get(c) for c in COLUMNS] for row in rows])
+        artifact = wandb.Artifact(f"results-{group}", type="results")
+        artifact.add(table, "results")
+        run.log({"results": table})
+        run.log_artifact(artifact)
+        for model, s in summarise(rows).items():
+            run.summary[f"{model}/official_score"] = s["official_score"]
+    finally:
+        run.finish()

@@ -1,0 +1,109 @@
+"""A real Hydra multirun over machine types, a failing job among them, and the results report."""
+
+import csv
+import json
+
+import pytest
+from conftest import SMALL_RUN, run_cli
+from scipy import stats
+
+from asd_ganomaly.report import collect_runs, summarise, write_report
+
+
+@pytest.fixture(scope="module")
+def sweep(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("sweep")
+    args = [
+        "asd_ganomaly.train",
+        "experiment=dev_all",
+        f"data.root={synthetic_root}",
+        "data.machine_type=fan,valve,drill",
+        "data.section=0",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "trainer.max_epochs=2",
+        "logger=csv",
+        "plots=false",
+    ]
+    result = run_cli(args, cwd=work)
+    return work / "logs" / "dev_all", result
+
+
+def test_multirun_runs_every_combination_and_a_failure_does_not_stop_it(sweep):
+    sweep_dir, result = sweep
+    assert result.returncode == 0
+    statuses = {}
+    for path in sweep_dir.rglob("metrics.json"):
+        metrics = json.loads(path.read_text())
+        statuses[metrics["machine_type"]] = metrics["status"]
+    assert statuses == {"fan": "completed", "valve": "completed", "drill": "failed"}
+
+
+def test_report_csv_markdown_and_scores(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    result = run_cli(["asd_ganomaly.cli", "report", str(sweep_dir), "--out", str(tmp_path)], cwd=tmp_path)
+    assert "Official score" in result.stdout
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    done = [r for r in rows if r["status"] == "completed"]
+    assert {(r["machine_type"], r["domain"]) for r in done} == {
+        (m, d) for m in ("fan", "valve") for d in ("source", "target")
+    }
+    assert [r["machine_type"] for r in rows if r["status"] == "failed"] == ["drill"]
+    fan_source = next(r for r in done if r["machine_type"] == "fan" and r["domain"] == "source")
+    assert float(fan_source["report_ganomaly_auc"]) == pytest.approx(0.575)  # Table 1, fan section 0
+    assert float(fan_source["auc_minus_report_ganomaly"]) == pytest.approx(float(fan_source["auc"]) - 0.575)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "Synthetic data" in markdown and "drill" in markdown and "unknown machine type" in markdown
+    summary = summarise(collect_runs(sweep_dir))["ganomaly_small"]
+    pooled = [float(r[k]) for r in done for k in ("auc", "pauc")]
+    assert summary["official_score"] == pytest.approx(stats.hmean(pooled))
+    fan = [float(r["auc"]) for r in done if r["machine_type"] == "fan"]
+    assert summary["machines"]["fan"]["hmean_auc"] == pytest.approx(stats.hmean(fan))
+
+
+def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root):
+    sweep_dir, _ = sweep
+    before = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("metrics.json")}
+    work = sweep_dir.parent.parent
+    args = [
+        "asd_ganomaly.train",
+        "experiment=dev_all",
+        f"data.root={synthetic_root}",
+        "data.machine_type=fan,valve",
+        "data.section=0",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "trainer.max_epochs=2",
+        "logger=csv",
+        "plots=false",
+    ]
+    again = run_cli(args, cwd=work)
+    assert again.stdout.count("skipping") + again.stderr.count("skipping") == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+
+
+def test_unfinished_run_shows_as_missing(tmp_path):
+    run = tmp_path / "ganomaly" / "pump_sec1"
+    (run / ".hydra").mkdir(parents=True)
+    rows = collect_runs(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == "missing" and rows[0]["machine_type"] == "pump"
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "nope")
+
+
+def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    from asd_ganomaly.report import log_report_to_wandb
+
+    copy = tmp_path / "sweep"
+    import shutil
+
+    shutil.copytree(sweep_dir, copy)
+    log_report_to_wandb(copy, collect_runs(copy), project="asd-test", group="g1")
+    runs = list((copy / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    record = runs[0].read_bytes()
+    assert b"results-g1" in record and b"ganomaly_small/official_score" in record
