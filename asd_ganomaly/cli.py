@@ -49,6 +49,24 @@ def _report(args: argparse.Namespace) -> None:
         log_report_to_wandb(args.sweep_dir, collect_runs(args.sweep_dir), args.project, args.group)
 
 
+def _score(args: argparse.Namespace) -> None:
+    from .scoring import load_detector, score_files
+
+    detector = load_detector(args.ckpt, device=args.device)
+    counts = score_files(detector, args.inputs, args.out, batch_size=args.batch_size, threshold=args.threshold)
+    print(
+        f"scored {counts['scored']} clips ({counts['anomalies']} anomalies), {counts['failed']} unreadable: {args.out}"
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+    from .scoring import load_detector
+
+    path = export_onnx(load_detector(args.ckpt), args.onnx, include_features=args.include_features)
+    print(f"exported {'waveform' if args.include_features else 'log-mel'} scorer to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``asd-ganomaly`` and its subcommands."""
     parser = argparse.ArgumentParser(prog="asd-ganomaly", description=__doc__.split("\n\n")[0])
@@ -81,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--project", default="asd-ganomaly")
     report.add_argument("--group", default=None)
     report.set_defaults(func=_report)
+
+    score = sub.add_parser("score", help="score WAV files or folders with a trained model")
+    score.add_argument("--ckpt", required=True, help="a run's model.ckpt")
+    score.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
+    score.add_argument("--out", default="scores.csv")
+    score.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--device", default="cpu", help="cpu or cuda")
+    score.set_defaults(func=_score)
+
+    export = sub.add_parser("export", help="export a trained model's scorer to ONNX")
+    export.add_argument("--ckpt", required=True)
+    export.add_argument("--onnx", required=True, help="output .onnx file")
+    export.add_argument("--include-features", action="store_true", help="take waveforms instead of log-mel")
+    export.set_defaults(func=_export)
     return parser
 
 

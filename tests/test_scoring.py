@@ -1,0 +1,150 @@
+"""Scoring new recordings with a checkpoint, the calibrated threshold, ONNX export, real clips end to end."""
+
+import csv
+import os
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import torch
+from conftest import SMALL_RUN, run_cli
+from scipy import stats
+
+from asd_ganomaly.cli import main as cli_main
+from asd_ganomaly.data.features import FeatureConfig, LogMel
+from asd_ganomaly.export import ConvLogMel, export_onnx
+from asd_ganomaly.scoring import CheckpointError, load_detector, score_files
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def run(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("scoring")
+    args = [
+        "asd_ganomaly.train",
+        f"data.root={synthetic_root}",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "trainer.max_epochs=3",
+        "logger=csv",
+        "plots=false",
+    ]
+    run_cli(args, cwd=work)
+    return work / "logs" / "train" / "ganomaly_small" / "fan_sec0"
+
+
+def test_scores_of_a_checkpoint_equal_the_runs_own_test_scores(run, tmp_path):
+    detector = load_detector(run / "model.ckpt")
+    own = {row["path"]: float(row["score"]) for row in read_csv(run / "scores.csv")}
+    counts = score_files(detector, sorted(own), tmp_path / "s.csv", batch_size=7, progress=False)
+    assert counts == {"scored": len(own), "failed": 0, "anomalies": counts["anomalies"]}
+    rescored = {row["path"]: float(row["score"]) for row in read_csv(tmp_path / "s.csv")}
+    assert rescored.keys() == own.keys()
+    assert all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
+
+
+def test_threshold_is_the_gamma_quantile_of_training_scores(run, synthetic_root, tmp_path):
+    detector = load_detector(run / "model.ckpt")
+    train = sorted((synthetic_root / "fan" / "train").glob("section_00_*.wav"))
+    score_files(detector, train, tmp_path / "train.csv", progress=False)
+    scores = np.array([float(r["score"]) for r in read_csv(tmp_path / "train.csv")])
+    shape, loc, scale = stats.gamma.fit(scores)
+    expected = stats.gamma.ppf(0.9, shape, loc=loc, scale=scale)
+    assert np.isfinite(float(detector.threshold))
+    assert float(detector.threshold) == pytest.approx(expected, rel=1e-3)
+
+
+def test_folder_scoring_reports_bad_files_and_honours_a_threshold(run, synthetic_root, tmp_path):
+    folder = tmp_path / "clips"
+    shutil.copytree(synthetic_root / "fan" / "source_test", folder)
+    (folder / "broken.wav").write_bytes(b"not a wav at all")
+    out = tmp_path / "scores.csv"
+    status = cli_main(["score", "--ckpt", str(run / "model.ckpt"), str(folder), "--out", str(out), "--threshold", "0"])
+    assert status == 0
+    rows = read_csv(out)
+    assert len(rows) == 21
+    broken = next(r for r in rows if r["path"].endswith("broken.wav"))
+    assert broken["status"] == "error" and "broken.wav" in broken["error"] and broken["score"] == ""
+    assert all(r["decision"] == "1" for r in rows if r["status"] == "ok"), "threshold 0: every score is above"
+    cli_main(["score", "--ckpt", str(run / "model.ckpt"), str(folder), "--out", str(out), "--threshold", "1e9"])
+    assert all(r["decision"] == "0" for r in read_csv(out) if r["status"] == "ok")
+
+
+def test_wrong_files_as_checkpoint_give_clear_errors(tmp_path, synthetic_root):
+    wav = next((synthetic_root / "fan" / "train").glob("*.wav"))
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_detector(wav)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a checkpoint of asd-ganomaly"):
+        load_detector(tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_detector(tmp_path / "missing.ckpt")
+    assert cli_main(["score", "--ckpt", str(wav), str(wav)]) == 1
+
+
+def test_conv_logmel_matches_the_package_features(synthetic_root):
+    detector_features = LogMel(FeatureConfig(seconds=2.0, frames=56))
+    audio, _ = sf.read(next((synthetic_root / "fan" / "train").glob("*.wav")), dtype="float32")
+    wave = torch.from_numpy(audio)[None]
+    assert torch.allclose(ConvLogMel(detector_features)(wave), detector_features(wave), atol=1e-3)
+
+
+@pytest.mark.parametrize("include_features", [False, True])
+def test_onnx_scores_equal_pytorch(run, synthetic_root, tmp_path, include_features):
+    detector = load_detector(run / "model.ckpt")
+    path = export_onnx(detector, tmp_path / "model.onnx", include_features=include_features)
+    clips = sorted((synthetic_root / "fan" / "source_test").glob("*.wav"))[:5]
+    waves = torch.from_numpy(np.stack([sf.read(c, dtype="float32")[0] for c in clips]))
+    with torch.no_grad():
+        expected = detector.score_waveforms(waves)["score"].numpy()
+        inputs = waves if include_features else detector.features(waves)
+    session = ort.InferenceSession(str(path))
+    got = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_real_clips_end_to_end(realdata, tmp_path):
+    """Train a small model on real DCASE 2020 normal clips and score the other real clips."""
+    source = realdata / "dcase2020-zyy438" / "unknown_machine"
+    normals = sorted((source / "train").glob("normal_id_00_*.wav"))
+    root = tmp_path / "data" / "machine"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    for wav in normals[:12]:
+        os.symlink(wav, root / "train" / wav.name)
+    for wav in normals[12:16]:
+        os.symlink(wav, root / "test" / wav.name)
+    anomalies = [source / "test" / "anomaly_id_00_00000000.wav"]
+    anomalies += sorted((realdata / "dcase2020-yos95").glob("*/test/anomaly_id_*.wav"))[:3]
+    for i, wav in enumerate(anomalies):
+        os.symlink(wav, root / "test" / f"anomaly_id_00_{i:08d}.wav")
+    args = [
+        "asd_ganomaly.train",
+        f"data.root={root.parent}",
+        "data.machine_type=machine",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "model=ganomaly_small",
+        "trainer=cpu",
+        "trainer.max_epochs=2",
+        "data.batch_size=4",
+        "data.progress=false",
+        "callbacks.progress_bar.refresh_rate=0",
+        "logger=csv",
+        "plots=false",
+    ]
+    run_cli(args, cwd=tmp_path)
+    ckpt = tmp_path / "logs" / "train" / "ganomaly_small" / "machine_sec0" / "model.ckpt"
+    rest = normals[16:24]
+    out = tmp_path / "real.csv"
+    run_cli(["asd_ganomaly.cli", "score", "--ckpt", str(ckpt), *map(str, rest), "--out", str(out)], cwd=tmp_path)
+    rows = read_csv(out)
+    assert [r["path"] for r in rows] == [str(p) for p in rest]
+    assert all(r["status"] == "ok" and np.isfinite(float(r["score"])) for r in rows)
