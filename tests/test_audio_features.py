@@ -93,6 +93,12 @@ def test_logmel_shape_and_determinism():
     assert torch.allclose(silent, torch.full_like(silent, 10 * np.log10(config.log_floor)))
 
 
+def test_fast_power_path_equals_torchaudio():
+    logmel = LogMel(FeatureConfig(seconds=1.0))
+    wave = torch.randn(3, 16000) * 0.1
+    assert torch.allclose(logmel.mel_power(wave), logmel.mel(wave), rtol=1e-4, atol=1e-9)
+
+
 def test_logmel_matches_librosa_within_tolerance():
     librosa = pytest.importorskip("librosa")
     audio = (tone(2.0) + 0.01 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)

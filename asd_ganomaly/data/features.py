@@ -62,9 +62,29 @@ class LogMel(nn.Module):
             mel_scale="slaney",
         )
 
+    def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Mel spectrogram (batch, n_mels, frames). For power 2 the squared magnitude is taken from the real and
+        imaginary parts directly (about 2x faster on a CPU than torchaudio's abs-then-square); same values."""
+        if self.config.power != 2.0:
+            return self.mel(waveform)
+        spectrogram = self.mel.spectrogram
+        stft = torch.stft(
+            waveform,
+            n_fft=spectrogram.n_fft,
+            hop_length=spectrogram.hop_length,
+            win_length=spectrogram.win_length,
+            window=spectrogram.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        parts = torch.view_as_real(stft)
+        power = parts[..., 0] * parts[..., 0] + parts[..., 1] * parts[..., 1]
+        return torch.matmul(power.transpose(-1, -2), self.mel.mel_scale.fb).transpose(-1, -2)
+
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Return ``10/power*2 * log10(max(mel, floor))`` cropped to ``config.frames`` frames."""
-        mel = self.mel(waveform.float())
+        mel = self.mel_power(waveform.float())
         logmel = (20.0 / self.config.power) * torch.log10(mel.clamp_min(self.config.log_floor))
         if self.config.frames:
             logmel = logmel[..., : self.config.frames]
