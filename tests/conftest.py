@@ -71,3 +71,23 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(synthetic_root, tmp_path_factory):
+    """A real Hydra multirun: fan and valve complete, the unknown machine type 'drill' fails."""
+    work = tmp_path_factory.mktemp("sweep")
+    args = [
+        "asd_ganomaly.train",
+        "experiment=dev_all",
+        f"data.root={synthetic_root}",
+        "data.machine_type=fan,valve,drill",
+        "data.section=0",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "trainer.max_epochs=2",
+        "logger=csv",
+    ]
+    result = run_cli(args, cwd=work)
+    return work / "logs" / "dev_all", result

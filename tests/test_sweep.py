@@ -11,23 +11,8 @@ from asd_ganomaly.report import collect_runs, summarise, write_report
 
 
 @pytest.fixture(scope="module")
-def sweep(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("sweep")
-    args = [
-        "asd_ganomaly.train",
-        "experiment=dev_all",
-        f"data.root={synthetic_root}",
-        "data.machine_type=fan,valve,drill",
-        "data.section=0",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *SMALL_RUN,
-        "trainer.max_epochs=2",
-        "logger=csv",
-        "plots=false",
-    ]
-    result = run_cli(args, cwd=work)
-    return work / "logs" / "dev_all", result
+def sweep(tiny_sweep):
+    return tiny_sweep
 
 
 def test_multirun_runs_every_combination_and_a_failure_does_not_stop_it(sweep):
