@@ -157,3 +157,20 @@ def test_harmonic_means_and_decisions():
     assert harmonic_mean([0.0, 0.5]) < 1e-7  # floored at eps, as the evaluator does
     result = decision_metrics(torch.tensor([1, 1, 0, 0]), torch.tensor([1, 0, 1, 0]))
     assert result == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def test_schedulers_from_config_step_each_epoch():
+    import lightning as L
+
+    module = small_module(
+        "model/scheduler@model.scheduler_g=step",
+        "model.scheduler_g.step_size=1",
+        "model/scheduler@model.scheduler_d=cosine",
+        "trainer.max_epochs=2",
+    )
+    module.fit_normalizer(torch.randn(8, 128, 64))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_epochs=2)
+    trainer.fit(module, train_dataloaders=TensorBatches((torch.randn(4, 128, 64),), batch_size=4))
+    opt_g, opt_d = module.optimizers()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.25)  # halved after each of 2 epochs
+    assert opt_d.param_groups[0]["lr"] < 5e-4 * 0.01  # cosine over trainer.max_epochs reaches ~0

@@ -98,3 +98,17 @@ def test_failed_single_run_exits_nonzero_and_records_the_error(synthetic_root, t
     assert result.returncode != 0
     metrics = json.loads((run_dir(log_dir, "fann") / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "unknown machine type 'fann'" in metrics["error"]
+
+
+def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
+    log_dir = tmp_path / "logs"
+    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", "logger=csv", "plots=false")
+    run = run_dir(log_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selected_on_test"] is True
+    assert (run / "checkpoints" / "best.ckpt").exists()
+    logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/source/auc" in logged  # the per-epoch selection metric on test labels
+    report_md = tmp_path / "md"
+    run_cli(["asd_ganomaly.cli", "report", str(log_dir / "train"), "--out", str(report_md)], cwd=tmp_path)
+    assert "selected their model on test labels" in (report_md / "results.md").read_text()
