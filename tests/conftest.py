@@ -22,6 +22,30 @@ def realdata() -> Path:
     return REALDATA
 
 
+def real_machine_layout(
+    realdata: Path, root: Path, train: int, test_normals: int, other_anomalies: int = 0
+) -> list[Path]:
+    """Link real DCASE 2020 clips into ``root/machine/{train,test}``: ``train`` normals for training, the next
+    ``test_normals`` normals, the real anomaly and ``other_anomalies`` anomalies of other machines for testing
+    (renamed to id_00). Returns the real normal clips left over."""
+    import os
+
+    source = realdata / "dcase2020-zyy438" / "unknown_machine"
+    normals = sorted((source / "train").glob("normal_id_00_*.wav"))
+    machine = root / "machine"
+    (machine / "train").mkdir(parents=True)
+    (machine / "test").mkdir()
+    for wav in normals[:train]:
+        os.symlink(wav, machine / "train" / wav.name)
+    for wav in normals[train : train + test_normals]:
+        os.symlink(wav, machine / "test" / wav.name)
+    anomalies = [source / "test" / "anomaly_id_00_00000000.wav"]
+    anomalies += sorted((realdata / "dcase2020-yos95").glob("*/test/anomaly_id_*.wav"))[:other_anomalies]
+    for i, wav in enumerate(anomalies):
+        os.symlink(wav, machine / "test" / f"anomaly_id_00_{i:08d}.wav")
+    return normals[train + test_normals :]
+
+
 SMALL_RUN = [
     "model=ganomaly_small",
     "trainer=cpu",

@@ -2,11 +2,11 @@
 
 import functools
 import operator
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import real_machine_layout
 
 import asd_ganomaly.data.cache as cache_module
 from asd_ganomaly.data.datamodule import SectionDataModule, TensorBatches
@@ -15,18 +15,9 @@ from asd_ganomaly.data.datamodule import SectionDataModule, TensorBatches
 @pytest.fixture(scope="module")
 def real_layout(realdata, tmp_path_factory) -> Path:
     """20 real normal clips for training; 5 other normals and the real anomaly for testing."""
-    root = tmp_path_factory.mktemp("real") / "machine"
-    source = realdata / "dcase2020-zyy438" / "unknown_machine"
-    normals = sorted((source / "train").glob("normal_id_00_*.wav"))
-    (root / "train").mkdir(parents=True)
-    (root / "test").mkdir()
-    for wav in normals[:20]:
-        os.symlink(wav, root / "train" / wav.name)
-    for wav in normals[20:25]:
-        os.symlink(wav, root / "test" / wav.name)
-    anomaly = source / "test" / "anomaly_id_00_00000000.wav"
-    os.symlink(anomaly, root / "test" / anomaly.name)
-    return root.parent
+    root = tmp_path_factory.mktemp("real")
+    real_machine_layout(realdata, root, train=20, test_normals=5)
+    return root
 
 
 def make(root: Path, cache: Path, **kwargs) -> SectionDataModule:

@@ -1,7 +1,6 @@
 """Scoring new recordings with a checkpoint, the calibrated threshold, ONNX export, real clips end to end."""
 
 import csv
-import os
 import shutil
 
 import numpy as np
@@ -9,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from conftest import SMALL_RUN, run_cli
+from conftest import SMALL_RUN, real_machine_layout, run_cli
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
@@ -112,22 +111,11 @@ def test_onnx_scores_equal_pytorch(run, synthetic_root, tmp_path, include_featur
 
 def test_real_clips_end_to_end(realdata, tmp_path):
     """Train a small model on real DCASE 2020 normal clips and score the other real clips."""
-    source = realdata / "dcase2020-zyy438" / "unknown_machine"
-    normals = sorted((source / "train").glob("normal_id_00_*.wav"))
-    root = tmp_path / "data" / "machine"
-    (root / "train").mkdir(parents=True)
-    (root / "test").mkdir()
-    for wav in normals[:12]:
-        os.symlink(wav, root / "train" / wav.name)
-    for wav in normals[12:16]:
-        os.symlink(wav, root / "test" / wav.name)
-    anomalies = [source / "test" / "anomaly_id_00_00000000.wav"]
-    anomalies += sorted((realdata / "dcase2020-yos95").glob("*/test/anomaly_id_*.wav"))[:3]
-    for i, wav in enumerate(anomalies):
-        os.symlink(wav, root / "test" / f"anomaly_id_00_{i:08d}.wav")
+    root = tmp_path / "data"
+    rest = real_machine_layout(realdata, root, train=12, test_normals=4, other_anomalies=3)[:8]
     args = [
         "asd_ganomaly.train",
-        f"data.root={root.parent}",
+        f"data.root={root}",
         "data.machine_type=machine",
         f"paths.log_dir={tmp_path / 'logs'}",
         f"paths.cache_dir={tmp_path / 'cache'}",
@@ -142,7 +130,6 @@ def test_real_clips_end_to_end(realdata, tmp_path):
     ]
     run_cli(args, cwd=tmp_path)
     ckpt = tmp_path / "logs" / "train" / "ganomaly_small" / "machine_sec0" / "model.ckpt"
-    rest = normals[16:24]
     out = tmp_path / "real.csv"
     run_cli(["asd_ganomaly.cli", "score", "--ckpt", str(ckpt), *map(str, rest), "--out", str(out)], cwd=tmp_path)
     rows = read_csv(out)
