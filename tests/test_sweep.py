@@ -92,3 +92,56 @@ def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
     assert len(runs) == 1
     record = runs[0].read_bytes()
     assert b"results-g1" in record and b"ganomaly_small/official_score" in record
+
+
+def small_sweep_args(root, work, *extra):
+    return [
+        "asd_ganomaly.train",
+        f"data.root={root}",
+        "data.section=0",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "plots=false",
+        *extra,
+    ]
+
+
+def test_parallel_launcher_runs_jobs_in_separate_processes(synthetic_root, tmp_path):
+    args = small_sweep_args(
+        synthetic_root,
+        tmp_path,
+        "experiment=dev_all",
+        "data.machine_type=fan,valve",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+    )
+    run_cli(args, cwd=tmp_path)
+    done = {json.loads(p.read_text())["machine_type"] for p in (tmp_path / "logs").rglob("metrics.json")}
+    assert done == {"fan", "valve"}
+
+
+def test_optuna_search_maximises_the_dcase_score(synthetic_root, tmp_path):
+    args = small_sweep_args(
+        synthetic_root, tmp_path, "hparams_search=optuna", "data.machine_type=fan", "hydra.sweeper.n_trials=2"
+    )
+    result = run_cli(args, cwd=tmp_path)
+    trials = sorted((tmp_path / "logs" / "optuna" / "ganomaly_small" / "fan_sec0").glob("trial_*/metrics.json"))
+    assert len(trials) == 2
+    scores = [json.loads(p.read_text())["dcase_score"] for p in trials]
+    weights = {json.loads(p.read_text())["config"]["model"]["loss"]["w_rec"] for p in trials}
+    assert len(weights) == 2, "each trial draws its own loss weights"
+    assert f"Best value: {max(scores)}" in result.stdout + result.stderr
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from asd_ganomaly.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=dev_all", "hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.sweeper.params["data.section"] == "0,1,2"
