@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install the package with its dev extras
 
 $(DEMO_DIR)/.complete: | $(STAMP)
-	$(BIN)/asd-ganomaly synth $(DEMO_DIR) --clips-per-section 48 --test-clips 12 --seconds 10
+	$(BIN)/asd-ganomaly synth $(DEMO_DIR) --clips-per-section 32 --test-clips 10 --seconds 10
 	touch $@
 
 demo: $(STAMP) $(DEMO_DIR)/.complete  ## synthesise a small dataset, sweep all 21 machine/section runs on CPU, print the table

@@ -78,6 +78,23 @@ def test_anomalies_are_detectable_at_high_severity_and_not_at_zero(machine):
     assert 0.2 < spectral_auc(machine, severity=0.0) < 0.8
 
 
+def test_anomalies_add_to_the_machine_sound_rather_than_turn_it_down():
+    """A reconstruction model scores what it cannot explain: anomalies must not lower the normal parts' level."""
+    logmel = LogMel(FeatureConfig(seconds=2.0, frames=None))
+    for machine in ("pump", "slider", "valve"):
+        clips = {
+            label: logmel(
+                torch.from_numpy(
+                    np.stack([synthesize_clip(machine, 0, "source", label, i, 2.0, severity=4.0) for i in range(16)])
+                )
+            )
+            for label in ("normal", "anomaly")
+        }
+        reference = clips["normal"][:8].mean(0)
+        above = [(x - reference).clamp_min(0).mean(dim=(1, 2)) for x in (clips["normal"][8:], clips["anomaly"][:8])]
+        assert auc_pauc(torch.cat(above), torch.tensor([0] * 8 + [1] * 8))[0] > 0.6, machine
+
+
 def test_target_domain_is_shifted():
     logmel = LogMel(FeatureConfig(seconds=2.0, frames=None))
 

@@ -122,16 +122,20 @@ def synthesize_clip(
     severity = SEVERITY_SCALE * severity
     if kind == "drift":
         speed = speed * (1 + 0.04 * severity * t / max(seconds, 1e-9))
-    sound = _harmonics(rng, speed, inst["profile"], recipe["multiplier"], sample_rate)
+    harmonics = _harmonics(rng, speed, inst["profile"], recipe["multiplier"], sample_rate)
+    regular = machine_type != "valve"
+    impacts = (
+        1.5 * _impacts(rng, n, recipe["impacts"], inst["resonance"], sample_rate, regular) if recipe["impacts"] else 0
+    )
+    noise = inst["noise"] * _colored_noise(rng, n, inst["cutoff"])
+    # the level is set by the normal machine: an anomaly adds to it, it never turns the rest down
+    gain = 0.05 / (np.std(harmonics + impacts + noise) + 1e-12) * rng.uniform(0.9, 1.1)
     if kind == "imbalance":
-        sound *= 1 + min(0.9, 0.3 * severity) * np.sin(2 * np.pi * speed * t)
-    if recipe["impacts"]:
-        rate = recipe["impacts"] * (1 + (0.5 * severity if kind == "impacts" else 0.0))
-        regular = machine_type != "valve"
-        sound += 1.5 * _impacts(rng, n, rate, inst["resonance"], sample_rate, regular)
-    sound += inst["noise"] * _colored_noise(rng, n, inst["cutoff"])
-    sound *= 0.05 / (sound.std() + 1e-12) * rng.uniform(0.9, 1.1)
-    sound += _anomaly(kind, rng, n, sample_rate, severity, recipe, inst) * 0.05
+        harmonics = harmonics * (1 + min(0.9, 0.3 * severity) * np.sin(2 * np.pi * speed * t))
+    if kind == "impacts" and recipe["impacts"]:
+        extra = 0.5 * severity * recipe["impacts"]
+        impacts = impacts + 1.5 * _impacts(rng, n, extra, inst["resonance"], sample_rate, regular=False)
+    sound = gain * (harmonics + impacts + noise) + 0.05 * _anomaly(kind, rng, n, sample_rate, severity, recipe, inst)
     peak = np.abs(sound).max()
     if peak > 0.98:
         sound *= 0.98 / peak

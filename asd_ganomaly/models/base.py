@@ -61,8 +61,10 @@ class AnomalyDetector(L.LightningModule):
             self.net.compile()
 
     def score_logmel(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scores of raw log-mel features (normalised here), as float32."""
-        scores = self.clip_scores(self.normalizer(logmel))
+        """Scores of raw log-mel features (normalised here), computed in float32 even inside a bf16 autocast
+        region: a latent distance between two close feature maps is below bf16's resolution."""
+        with torch.autocast(logmel.device.type, enabled=False):
+            scores = self.clip_scores(self.normalizer(logmel.float()))
         return {key: value.float() for key, value in scores.items()}
 
     def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:

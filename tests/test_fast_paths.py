@@ -1,0 +1,106 @@
+"""The fast paths give the same scores as the plain path: channels-last, bf16 autocast, batched features,
+features kept on the device, torch.compile."""
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from asd_ganomaly.data.cache import extract_features
+from asd_ganomaly.data.features import FeatureConfig
+from asd_ganomaly.data.synth import write_synthetic_dataset
+from asd_ganomaly.train import CONF_DIR
+
+
+def trained_small_module(**overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model=ganomaly_small", "data.features.frames=64"])
+    module = instantiate(cfg.model, **overrides)
+    torch.manual_seed(0)
+    gains = torch.linspace(0.2, 3.0, 32).view(32, 1, 1)  # clips far apart, so their scores are too
+    features = torch.randn(32, 128, 64) * 10 * gains - 40
+    module.fit_normalizer(features)
+    module.train()
+    with torch.no_grad():  # a few forward passes in train mode give BatchNorm real running statistics
+        for _ in range(3):
+            module.net(module.normalizer(features))
+    return module.eval(), features
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ranks = [x.argsort().argsort().double() for x in (a, b)]
+    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
+
+
+def test_channels_last_gives_the_same_scores():
+    plain, features = trained_small_module()
+    fast, _ = trained_small_module(channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    fast.setup("test")
+    with torch.no_grad():
+        expected, got = plain.score_logmel(features)["score"], fast.score_logmel(features)["score"]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_scores_inside_a_bf16_autocast_region_are_fp32_accurate(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU here")
+    module, features = trained_small_module()
+    module, features = module.to(device), features.to(device)
+    with torch.no_grad():
+        fp32 = module.score_logmel(features)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            mixed = module.score_logmel(features)
+            naive = module.net.scores(module.normalizer(features))["score"].float()
+    for key in fp32:
+        torch.testing.assert_close(mixed[key], fp32[key], rtol=1e-5, atol=1e-8)
+    assert naive.unique().numel() < fp32["score"].unique().numel(), "bf16 itself would blur the latent distances"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_bf16_mixed_training_tracks_fp32_training(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU here")
+    import lightning as L
+
+    from asd_ganomaly.data.datamodule import TensorBatches
+
+    results = []
+    for precision in ("32-true", "bf16-mixed"):
+        module, features = trained_small_module()
+        module.load_state_dict(trained_small_module()[0].state_dict())  # identical start
+        trainer = L.Trainer(
+            accelerator=device, precision=precision, max_epochs=3, logger=False, enable_checkpointing=False
+        )
+        trainer.fit(module, train_dataloaders=TensorBatches((features.to(device),), batch_size=16, shuffle=True))
+        module.eval()
+        with torch.no_grad():
+            results.append(module.score_logmel(features.to(device))["score_rec"].cpu())
+    fp32, bf16 = results
+    assert spearman(fp32, bf16) > 0.95
+    assert ((bf16 - fp32).abs() / fp32.abs()).max() < 0.05
+
+
+def test_compiled_network_gives_the_same_scores():
+    plain, features = trained_small_module()
+    compiled, _ = trained_small_module(compile_net=True)
+    compiled.load_state_dict(plain.state_dict())
+    compiled.setup("test")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled.score_logmel(features[:4])["score"],
+            plain.score_logmel(features[:4])["score"],
+            rtol=1e-4,
+            atol=1e-7,
+        )
+
+
+def test_feature_batch_size_and_threads_do_not_change_features(tmp_path):
+    write_synthetic_dataset(tmp_path, ["pump"], [0], train_clips=5, target_train_clips=0, test_clips=1, seconds=1.0)
+    files = sorted(tmp_path.glob("pump/train/*.wav"))
+    config = FeatureConfig(seconds=1.0, frames=None)
+    one, _ = extract_features(files, config, batch_size=1, num_workers=1, progress=False)
+    many, _ = extract_features(files, config, batch_size=16, num_workers=2, progress=False)
+    np.testing.assert_allclose(one.numpy(), many.numpy(), rtol=1e-5, atol=1e-4)
