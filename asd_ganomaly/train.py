@@ -94,9 +94,7 @@ def train(cfg: DictConfig) -> dict:
     resume_from = str(last) if cfg.resume and last.exists() else None
     if resume_from:
         log.info("resuming from %s", resume_from)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-    if trainer.interrupted:
-        raise KeyboardInterrupt(f"training of {out} was interrupted; run the same command again to resume")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
     if cfg.select_on_test:
         best = torch.load(out / "checkpoints" / "best.ckpt", map_location=model.device, weights_only=False)
         model.load_state_dict(best["state_dict"])
