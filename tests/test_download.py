@@ -1,25 +1,31 @@
-"""The downloader against a real HTTP server on 127.0.0.1: resume, bad checksum, re-run, layouts."""
+"""The Zenodo downloader against a real HTTP server on 127.0.0.1: resume, checksums, re-runs, layouts."""
+
+from __future__ import annotations
 
 import hashlib
 import io
 import json
+import socket
 import threading
 import wave
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from asd_ganomaly.data import download as dl
 from asd_ganomaly.data.download import RECORDS, DownloadError, archive_name, download
 
 
-def wav_bytes(frames: int = 1600) -> bytes:
+def wav_bytes(frames: int = 1600, seed: int = 0) -> bytes:
+    """A short 16 kHz mono 16-bit WAV file."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(16000)
-        handle.writeframes(bytes(range(256)) * (frames * 2 // 256))
+        handle.writeframes(bytes((seed + i) % 256 for i in range(frames * 2)))
     return buffer.getvalue()
 
 
@@ -31,147 +37,257 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+TRAIN_CLIP = "train/section_00_source_train_normal_0000_a.wav"
+TEST_CLIP = "source_test/section_00_source_test_anomaly_0000.wav"
+
+
+def dev_archive(machine: str, top: str = "dev_data/") -> bytes:
+    """A dev archive in the DCASE layout; ``top=""`` puts ``<machine>/`` at the top."""
+    return make_zip({f"{top}{machine}/{TRAIN_CLIP}": wav_bytes(), f"{top}{machine}/{TEST_CLIP}": wav_bytes(800, 7)})
+
+
 class Zenodo:
-    """A small Zenodo: /records/<id> JSON and /files/<name>, with Range support and injectable faults."""
+    """A small Zenodo: ``/records/<id>`` JSON and ``/files/<name>``, with Range support and faults."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
-        self.checksums: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
-        self.cut_after: dict[str, int] = {}  # name -> bytes sent before dropping the connection (once)
-        self.corrupt: set[str] = set()
+        self.cut_after: dict[str, int] = {}  # name -> bytes sent before dropping the connection, once
+        self.always_cut: set[str] = set()  # dropped half way through on every request
+        self.ignore_range: set[str] = set()  # answered 200 with the whole file even to a Range request
+        self.corrupt: set[str] = set()  # served with bytes that do not match the record's checksum
+        self.legacy = False  # the older record shape: filename, filesize, bare md5, links.download
+        self.api = ""
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes) -> bytes:
         self.files[name] = data
-        self.checksums[name] = hashlib.md5(data).hexdigest()
+        return data
 
-    def handler(self):
+    def file_requests(self, name: str) -> list[str | None]:
+        """The Range headers of the requests for one file."""
+        return [header for path, header in self.requests if path == f"/files/{name}"]
+
+    def entry(self, name: str) -> dict:
+        data, url = self.files[name], f"{self.api}/files/{name}"
+        md5 = hashlib.md5(data).hexdigest()
+        if self.legacy:
+            return {"filename": name, "filesize": len(data), "checksum": md5, "links": {"download": url}}
+        return {"key": name, "size": len(data), "checksum": f"md5:{md5}", "links": {"self": url}}
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         zenodo = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
+            def log_message(self, *args) -> None:
                 pass
 
-            def do_GET(self):
+            def send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+            def do_GET(self) -> None:
                 zenodo.requests.append((self.path, self.headers.get("Range")))
                 if self.path.startswith("/records/"):
-                    body = json.dumps({"files": zenodo.entries(self.server.server_address[1])}).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    body = json.dumps({"id": int(self.path.rsplit("/", 1)[-1]), "files": zenodo.listing()})
+                    self.send(200, body.encode())
+                    self.wfile.write(body.encode())
                     return
-                name = self.path.rsplit("/", 1)[-1]
+                name = self.path.removeprefix("/files/")
+                if name not in zenodo.files:
+                    self.send(404, b"")
+                    return
                 data = zenodo.files[name]
                 if name in zenodo.corrupt:
                     data = data[:-10] + b"X" * 10
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-                self.send_response(206 if start else 200)
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                cut = zenodo.cut_after.pop(name, None)
-                self.wfile.write(data[start : start + cut] if cut else data[start:])
+                ranged = self.headers.get("Range") and name not in zenodo.ignore_range
+                start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-")) if ranged else 0
+                if start >= len(data) > 0:
+                    self.send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                    return
+                body = data[start:]
+                headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if ranged else {}
+                self.send(206 if ranged else 200, body, headers)
+                cut = zenodo.cut_after.pop(name, len(body) // 2 if name in zenodo.always_cut else None)
+                self.wfile.write(body if cut is None else body[:cut])
 
         return Handler
 
-    def entries(self, port: int) -> list[dict]:
-        return [
-            {
-                "key": name,
-                "size": len(data),
-                "checksum": f"md5:{self.checksums[name]}",
-                "links": {"self": f"http://127.0.0.1:{port}/files/{name}"},
-            }
-            for name, data in self.files.items()
-        ]
+    def listing(self) -> list[dict]:
+        return [self.entry(name) for name in self.files]
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch):
+    monkeypatch.setattr(dl, "BACKOFF_S", 0.0)
 
 
 @pytest.fixture
 def zenodo():
     state = Zenodo()
     server = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     state.api = f"http://127.0.0.1:{server.server_address[1]}"
     yield state
     server.shutdown()
     server.server_close()
+    thread.join(timeout=5)
 
 
-def dev_archive(machine: str, top: str = "dev_data/") -> bytes:
-    return make_zip(
-        {
-            f"{top}{machine}/train/section_00_source_train_normal_0000_a.wav": wav_bytes(),
-            f"{top}{machine}/source_test/section_00_source_test_anomaly_0000.wav": wav_bytes(800),
-        }
-    )
+def fetch(zenodo: Zenodo, kind: str, root: Path, machines: list[str], **kwargs) -> list[Path]:
+    return download(kind, root, machines, api_url=zenodo.api, progress=False, **kwargs)
 
 
-def test_download_unpacks_and_rerun_makes_no_request(zenodo, tmp_path):
-    zenodo.add(archive_name("dev", "fan"), dev_archive("fan"))
-    zenodo.add(archive_name("dev", "valve"), dev_archive("valve", top=""))  # top-level <machine>/ is normalised
-    ready = download("dev", tmp_path, ["fan", "valve"], api_url=zenodo.api, progress=False)
+def test_download_unpacks_normalises_and_rerun_makes_no_request(zenodo, tmp_path):
+    fan = zenodo.add(archive_name("dev", "fan"), dev_archive("fan"))
+    zenodo.add(archive_name("dev", "valve"), dev_archive("valve", top=""))  # top-level <machine>/
+    ready = fetch(zenodo, "dev", tmp_path, ["fan", "valve"])
     assert ready == [tmp_path / "dev_data" / "fan", tmp_path / "dev_data" / "valve"]
     for machine in ("fan", "valve"):
-        assert (tmp_path / f"dev_data/{machine}/train/section_00_source_train_normal_0000_a.wav").exists()
-        assert (tmp_path / f"dev_data/{machine}/.complete-dev").exists()
-    assert not list((tmp_path / ".downloads").iterdir()), "archives are removed after unpacking"
+        assert (tmp_path / "dev_data" / machine / TRAIN_CLIP).read_bytes() == wav_bytes()
+        assert (tmp_path / "dev_data" / machine / TEST_CLIP).read_bytes() == wav_bytes(800, 7)
+    marker = tmp_path / "dev_data" / "fan" / ".complete-dev"
+    assert marker.read_text().strip() == hashlib.md5(fan).hexdigest()
+    assert not list((tmp_path / ".downloads").iterdir()), "archives are deleted after unpacking"
+    assert not list(tmp_path.glob(".unpack-*"))
     zenodo.requests.clear()
-    download("dev", tmp_path, ["fan", "valve"], api_url=zenodo.api, progress=False)
-    assert zenodo.requests == []
+    assert fetch(zenodo, "dev", tmp_path, ["fan", "valve"]) == ready
+    assert zenodo.requests == [], "a complete machine folder makes no request at all"
 
 
 def test_interrupted_download_resumes_with_a_range_request(zenodo, tmp_path):
     name = archive_name("dev", "pump")
-    zenodo.add(name, dev_archive("pump"))
+    data = zenodo.add(name, dev_archive("pump"))
     zenodo.cut_after[name] = 300
-    download("dev", tmp_path, ["pump"], api_url=zenodo.api, progress=False, retries=2)
-    ranges = [r for path, r in zenodo.requests if path.endswith(name)]
-    assert ranges[0] is None and ranges[1] == "bytes=300-"
-    assert (tmp_path / "dev_data/pump/source_test/section_00_source_test_anomaly_0000.wav").exists()
+    fetch(zenodo, "dev", tmp_path, ["pump"], retries=2, keep_archives=True)
+    assert zenodo.file_requests(name) == [None, "bytes=300-"]
+    assert (tmp_path / ".downloads" / name).read_bytes() == data
+    assert not (tmp_path / ".downloads" / f"{name}.part").exists()
+    assert (tmp_path / "dev_data" / "pump" / TEST_CLIP).read_bytes() == wav_bytes(800, 7)
+
+
+def test_a_server_ignoring_the_range_restarts_from_scratch(zenodo, tmp_path):
+    name = archive_name("dev", "fan")
+    data = zenodo.add(name, dev_archive("fan"))
+    zenodo.ignore_range.add(name)
+    (tmp_path / ".downloads").mkdir()
+    (tmp_path / ".downloads" / f"{name}.part").write_bytes(data[:100])
+    fetch(zenodo, "dev", tmp_path, ["fan"], keep_archives=True)
+    assert zenodo.file_requests(name) == ["bytes=100-"]
+    assert (tmp_path / ".downloads" / name).read_bytes() == data
+
+
+def test_a_complete_part_or_archive_is_not_downloaded_again(zenodo, tmp_path):
+    name = archive_name("dev", "slider")
+    data = zenodo.add(name, dev_archive("slider"))
+    (tmp_path / ".downloads").mkdir()
+    (tmp_path / ".downloads" / f"{name}.part").write_bytes(data)  # interrupted before the rename
+    fetch(zenodo, "dev", tmp_path, ["slider"], keep_archives=True)
+    assert zenodo.file_requests(name) == []
+    (tmp_path / "dev_data" / "slider" / ".complete-dev").unlink()  # e.g. interrupted before the marker
+    fetch(zenodo, "dev", tmp_path, ["slider"])
+    assert zenodo.file_requests(name) == [], "a verified archive is reused"
+    assert (tmp_path / "dev_data" / "slider" / ".complete-dev").exists()
+    assert not (tmp_path / ".downloads" / name).exists()
 
 
 def test_bad_checksum_leaves_nothing_behind(zenodo, tmp_path):
     name = archive_name("dev", "slider")
-    zenodo.add(name, dev_archive("slider"))
+    data = zenodo.add(name, dev_archive("slider"))
     zenodo.corrupt.add(name)
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        download("dev", tmp_path, ["slider"], api_url=zenodo.api, progress=False)
+    with pytest.raises(DownloadError, match="checksum mismatch") as error:
+        fetch(zenodo, "dev", tmp_path, ["slider"])
+    served = data[:-10] + b"X" * 10
+    assert name in str(error.value)
+    assert hashlib.md5(data).hexdigest() in str(error.value)
+    assert hashlib.md5(served).hexdigest() in str(error.value)
     assert not (tmp_path / "dev_data" / "slider").exists()
-    assert not list((tmp_path / ".downloads").glob("*.part")) and not list((tmp_path / ".downloads").glob("*.zip"))
+    assert not list((tmp_path / ".downloads").iterdir()), "neither a .part nor an archive is left"
 
 
-def test_unsafe_zip_member_is_refused(zenodo, tmp_path):
-    name = archive_name("dev", "gearbox")
-    zenodo.add(name, make_zip({"../evil.wav": b"x", "dev_data/gearbox/train/a.wav": wav_bytes()}))
+def test_retries_run_out_with_a_clear_error_and_keep_the_part(zenodo, tmp_path):
+    name = archive_name("dev", "ToyTrain")
+    zenodo.add(name, dev_archive("ToyTrain"))
+    zenodo.always_cut.add(name)
+    with pytest.raises(DownloadError, match="failed after 3 tries"):
+        fetch(zenodo, "dev", tmp_path, ["ToyTrain"], retries=2)
+    assert len(zenodo.file_requests(name)) == 3
+    assert zenodo.file_requests(name)[1].startswith("bytes=")
+    assert (tmp_path / ".downloads" / f"{name}.part").stat().st_size > 0, "kept for the next run to resume"
+    assert not (tmp_path / "dev_data" / "ToyTrain").exists()
+    zenodo.always_cut.clear()
+    fetch(zenodo, "dev", tmp_path, ["ToyTrain"])
+    assert (tmp_path / "dev_data" / "ToyTrain" / TRAIN_CLIP).read_bytes() == wav_bytes()
+
+
+@pytest.mark.parametrize("evil", ["../evil.wav", "/tmp/evil.wav", "dev_data/gearbox/../../evil.wav"])
+def test_unsafe_zip_members_are_refused(zenodo, tmp_path, evil):
+    root = tmp_path / "root"
+    zenodo.add(archive_name("dev", "gearbox"), make_zip({f"dev_data/gearbox/{TRAIN_CLIP}": b"x", evil: b"x"}))
     with pytest.raises(DownloadError, match="unsafe path"):
-        download("dev", tmp_path, ["gearbox"], api_url=zenodo.api, progress=False)
-    assert not (tmp_path.parent / "evil.wav").exists() and not (tmp_path / "dev_data" / "gearbox").exists()
+        fetch(zenodo, "dev", root, ["gearbox"])
+    assert not (tmp_path / "evil.wav").exists() and not (root / "dev_data" / "gearbox").exists()
+    assert not list(root.glob(".unpack-*"))
+
+
+def test_an_unreadable_or_foreign_archive_leaves_no_machine_folder(zenodo, tmp_path):
+    zenodo.add(archive_name("dev", "fan"), b"not a zip at all")
+    zenodo.add(archive_name("dev", "pump"), dev_archive("valve"))
+    with pytest.raises(DownloadError, match="not a readable zip"):
+        fetch(zenodo, "dev", tmp_path, ["fan"])
+    with pytest.raises(DownloadError, match="holds no pump/ folder"):
+        fetch(zenodo, "dev", tmp_path, ["pump"])
+    assert not (tmp_path / "dev_data").exists() or not list((tmp_path / "dev_data").iterdir())
+    assert not list(tmp_path.glob(".unpack-*"))
 
 
 def test_additional_and_eval_merge_into_eval_data(zenodo, tmp_path):
-    train = make_zip({"eval_data/ToyCar/train/section_03_source_train_normal_0000_a.wav": wav_bytes()})
-    test = make_zip({"eval_data/ToyCar/source_test/section_03_source_test_0000.wav": wav_bytes()})
-    zenodo.add(archive_name("additional", "ToyCar"), train)
-    zenodo.add(archive_name("eval", "ToyCar"), test)
-    download("additional", tmp_path, ["ToyCar"], api_url=zenodo.api, progress=False)
-    download("eval", tmp_path, ["ToyCar"], api_url=zenodo.api, progress=False)
+    train = {f"eval_data/ToyCar/{TRAIN_CLIP}": wav_bytes()}
+    test = {f"eval_data/ToyCar/{TEST_CLIP}": wav_bytes(800, 3), "eval_data/ToyCar/target_test/x.wav": b"y"}
+    zenodo.add(archive_name("additional", "ToyCar"), make_zip(train))
+    zenodo.add(archive_name("eval", "ToyCar"), make_zip(test))
+    assert fetch(zenodo, "additional", tmp_path, ["ToyCar"]) == [tmp_path / "eval_data" / "ToyCar"]
+    assert fetch(zenodo, "eval", tmp_path, ["ToyCar"]) == [tmp_path / "eval_data" / "ToyCar"]
     folder = tmp_path / "eval_data" / "ToyCar"
-    assert {p.name for p in folder.iterdir()} == {"train", "source_test", ".complete-additional", ".complete-eval"}
+    names = {p.name for p in folder.iterdir()}
+    assert names == {"train", "source_test", "target_test", ".complete-additional", ".complete-eval"}
+    assert (folder / TRAIN_CLIP).read_bytes() == wav_bytes()
+    zenodo.requests.clear()
+    fetch(zenodo, "additional", tmp_path, ["ToyCar"])
+    fetch(zenodo, "eval", tmp_path, ["ToyCar"])
+    assert zenodo.requests == []
 
 
-def test_bad_arguments_and_missing_archive(zenodo, tmp_path):
-    with pytest.raises(ValueError, match="unknown kind"):
-        download("test", tmp_path, api_url=zenodo.api)
-    with pytest.raises(ValueError, match="unknown machine types"):
-        download("dev", tmp_path, ["drill"], api_url=zenodo.api)
-    with pytest.raises(DownloadError, match="not in Zenodo record"):
-        download("dev", tmp_path, ["valve"], api_url=zenodo.api, progress=False)
-    assert RECORDS == {"dev": 4562016, "additional": 4660992, "eval": 4884786}
+def test_the_older_record_shape_is_understood(zenodo, tmp_path):
+    zenodo.legacy = True
+    zenodo.add(archive_name("dev", "valve"), dev_archive("valve"))
+    fetch(zenodo, "dev", tmp_path, ["valve"])
+    assert (tmp_path / "dev_data" / "valve" / TRAIN_CLIP).exists()
+    assert zenodo.requests[0][0] == f"/records/{RECORDS['dev']}"
 
 
-def test_unreachable_server_is_a_clear_error(tmp_path):
-    with pytest.raises(DownloadError, match="cannot read the Zenodo record"):
-        download("dev", tmp_path, ["fan"], api_url="http://127.0.0.1:9", progress=False, timeout=5)
+def test_bad_arguments_and_a_missing_archive(zenodo, tmp_path):
+    with pytest.raises(ValueError, match="unknown kind 'test'.*dev, additional, eval"):
+        fetch(zenodo, "test", tmp_path, ["fan"])
+    with pytest.raises(ValueError, match=r"unknown machine type\(s\) \['drill'\].*fan, gearbox"):
+        fetch(zenodo, "dev", tmp_path, ["fan", "drill"])
+    with pytest.raises(ValueError, match="unknown machine"):
+        archive_name("dev", "drill")
+    assert zenodo.requests == [], "bad arguments are refused before any request"
+    zenodo.add(archive_name("dev", "fan"), dev_archive("fan"))
+    with pytest.raises(DownloadError, match="dev_data_valve.zip not in Zenodo record 4562016"):
+        fetch(zenodo, "dev", tmp_path, ["fan", "valve"])
+    assert zenodo.file_requests(archive_name("dev", "fan")) == [], "nothing is fetched when one is missing"
+    assert archive_name("eval", "fan") == "eval_data_fan_test.zip"
+    assert archive_name("additional", "fan") == "eval_data_fan_train.zip"
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError, match="reading the Zenodo record .* failed after 2 tries"):
+        download("dev", tmp_path, ["fan"], api_url=f"http://127.0.0.1:{port}", progress=False, timeout=5, retries=1)
