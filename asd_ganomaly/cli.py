@@ -50,13 +50,27 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
+    import math
+
     from .scoring import load_detector, score_files
 
     detector = load_detector(args.ckpt, device=args.device)
-    counts = score_files(detector, args.inputs, args.out, batch_size=args.batch_size, threshold=args.threshold)
-    print(
-        f"scored {counts['scored']} clips ({counts['anomalies']} anomalies), {counts['failed']} unreadable: {args.out}"
+    threshold = float(detector.threshold) if args.threshold is None else args.threshold
+    counts = score_files(
+        detector,
+        args.inputs,
+        args.out,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        num_workers=args.workers,
+        progress=not args.no_progress,
     )
+    decisions = (
+        f"{counts['anomalies']} above the threshold {threshold:.6g}"
+        if math.isfinite(threshold)
+        else "no threshold, no decisions"
+    )
+    print(f"scored {counts['scored']} clips ({decisions}), {counts['failed']} failed: {args.out}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -107,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--device", default="cpu", help="cpu or cuda")
+    score.add_argument("--workers", type=int, default=2, help="threads reading WAV files")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
     score.set_defaults(func=_score)
 
     export = sub.add_parser("export", help="export a trained model's scorer to ONNX")

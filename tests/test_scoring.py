@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+from contextlib import nullcontext
 
 import numpy as np
 import onnxruntime as ort
@@ -76,16 +77,42 @@ def test_folder_scoring_reports_bad_files_and_honours_a_threshold(run, synthetic
     assert all(r["decision"] == "0" for r in read_csv(out) if r["status"] == "ok")
 
 
-def test_wrong_files_as_checkpoint_give_clear_errors(tmp_path, synthetic_root):
+def test_wrong_files_as_checkpoint_give_clear_errors(run, tmp_path, synthetic_root):
     wav = next((synthetic_root / "fan" / "train").glob("*.wav"))
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint .it is a WAV file"):
         load_detector(wav)
+    (tmp_path / "notes.ckpt").write_text("some text")
+    with pytest.raises(CheckpointError, match="unknown file format"):
+        load_detector(tmp_path / "notes.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_detector(tmp_path / "empty.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a checkpoint of asd-ganomaly"):
         load_detector(tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_detector(tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match="not a file"):
+        load_detector(tmp_path)
+    checkpoint = torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["asd_ganomaly"]["model_config"]["_target_"] = "asd_ganomaly.models.NoSuchModel"
+    torch.save(checkpoint, tmp_path / "unknown.ckpt")
+    with pytest.raises(CheckpointError, match="cannot rebuild the model"):
+        load_detector(tmp_path / "unknown.ckpt")
+    with pytest.raises(ValueError, match="CUDA is not available") if not torch.cuda.is_available() else nullcontext():
+        load_detector(run / "model.ckpt", device="cuda")
     assert cli_main(["score", "--ckpt", str(wav), str(wav)]) == 1
+
+
+def test_no_threshold_leaves_decisions_empty_and_an_empty_folder_is_an_error(run, synthetic_root, tmp_path):
+    detector = load_detector(run / "model.ckpt")
+    clips = sorted((synthetic_root / "fan" / "source_test").glob("*.wav"))[:3]
+    counts = score_files(detector, clips, tmp_path / "s.csv", threshold=float("inf"), num_workers=1, progress=False)
+    assert counts == {"scored": 3, "failed": 0, "anomalies": 0}
+    assert [r["decision"] for r in read_csv(tmp_path / "s.csv")] == ["", "", ""]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no WAV files"):
+        score_files(detector, [tmp_path / "empty"], tmp_path / "e.csv", progress=False)
 
 
 def test_conv_logmel_matches_the_package_features(synthetic_root):
