@@ -7,7 +7,7 @@ import torch
 
 from asd_ganomaly.data.audio import AudioError, read_wav
 from asd_ganomaly.data.cache import FeatureCache, extract_features
-from asd_ganomaly.data.features import FeatureConfig, LogMel, Normalizer
+from asd_ganomaly.data.features import FeatureConfig, LogMel, Normalizer, band_groups
 
 SR = 16000
 
@@ -27,6 +27,18 @@ def test_exact_clip_is_read_unchanged(tmp_path):
     audio = read_wav(write(tmp_path / "a.wav", tone(2.0)), seconds=2.0)
     assert audio.dtype == np.float32 and audio.shape == (32000,)
     assert np.allclose(audio, tone(2.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_samples_equal_libsndfiles_float_conversion(tmp_path, subtype):
+    """16-bit clips are read as integers and scaled here; every subtype gives libsndfile's float values."""
+    audio = np.random.default_rng(1).uniform(-1, 1, (8000, 1))
+    audio[:4, 0] = [-1.0, 0.999969, 0.0, -0.5]
+    path = write(tmp_path / "x.wav", audio, subtype=subtype)
+    expected, _ = sf.read(path, dtype="float32")
+    got = read_wav(path, seconds=None)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_short_clip_is_zero_padded_and_long_clip_cropped(tmp_path):
@@ -93,10 +105,37 @@ def test_logmel_shape_and_determinism():
     assert torch.allclose(silent, torch.full_like(silent, 10 * np.log10(config.log_floor)))
 
 
-def test_fast_power_path_equals_torchaudio():
-    logmel = LogMel(FeatureConfig(seconds=1.0))
-    wave = torch.randn(3, 16000) * 0.1
-    assert torch.allclose(logmel.mel_power(wave), logmel.mel(wave), rtol=1e-4, atol=1e-9)
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeatureConfig(seconds=1.0),
+        FeatureConfig(seconds=1.0, n_mels=64, n_fft=512, hop_length=256),
+        FeatureConfig(sample_rate=22050, seconds=1.0, n_mels=40, n_fft=2048, frames=None),
+    ],
+    ids=["dcase", "narrow", "22k"],
+)
+def test_fast_path_equals_torchaudio(config):
+    """Grouped filterbank, power from the real and imaginary parts, CPU chunks: torchaudio's values."""
+    logmel = LogMel(config, cpu_chunk=2)
+    wave = torch.randn(5, config.samples) * 0.1
+    wave[3] *= 1e-3  # a quiet clip, far below the others
+    assert torch.allclose(logmel.mel_power(wave), logmel.mel(wave), rtol=1e-4, atol=1e-12)
+    reference = 10 * torch.log10(logmel.mel(wave).clamp_min(config.log_floor))[..., : config.frames or None]
+    chunked = logmel(wave)  # 5 clips through chunks of 2, 2 and 1
+    assert chunked.shape == reference.shape
+    assert (chunked - reference).abs().max() < 1e-3
+    assert torch.equal(chunked[3:4], logmel(wave[3:4])), "a clip's features do not depend on its batch"
+
+
+def test_band_groups_cover_every_weight_of_the_filterbank():
+    bank = LogMel(FeatureConfig()).mel.mel_scale.fb  # (bins, bands)
+    groups = band_groups(bank, 16)
+    assert [g[:2] for g in groups] == [(b, b + 16) for b in range(0, 128, 16)]
+    covered = torch.zeros_like(bank, dtype=torch.bool)
+    for b0, b1, lo, hi in groups:
+        covered[lo:hi, b0:b1] = True
+    assert not (bank != 0)[~covered].any(), "a non-zero weight outside its group's bin range"
+    assert covered.sum() < 0.2 * bank.numel(), "the groups skip most of the bank"
 
 
 def test_logmel_matches_librosa_within_tolerance():
@@ -129,20 +168,43 @@ def test_cache_is_used_then_rebuilt_when_corrupt_or_stale(tmp_path):
     assert first.shape == (3, 128, 32) and kept == wavs
     cache = FeatureCache(cache_dir, config)
     assert all(cache.load(w) is not None for w in wavs)
-    again, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
-    assert torch.equal(first, again)
-    # truncated entry: detected and rebuilt
+    pack, packed_clips = cache.load_pack(wavs, skip_bad=False)
+    assert torch.equal(pack, first) and packed_clips == wavs
+    assert cache.load_pack(wavs[:2], skip_bad=False) is None, "a pack belongs to its exact list of clips"
+    # a subset: from the per-clip entries, which must then be used (a corrupt one would be rebuilt)
     entry = cache.entry_path(wavs[0])
     entry.write_bytes(entry.read_bytes()[:50])
     assert cache.load(wavs[0]) is None
-    rebuilt, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
-    assert torch.equal(rebuilt, first) and cache.load(wavs[0]) is not None
+    subset, _ = extract_features(wavs[:2], config, cache_dir=cache_dir, progress=False)
+    assert torch.equal(subset, first[:2]) and cache.load(wavs[0]) is not None
+    # a truncated pack: detected and rebuilt
+    pack_file = cache.pack_path(wavs)
+    pack_file.write_bytes(pack_file.read_bytes()[:50])
+    assert cache.load_pack(wavs, skip_bad=False) is None
+    again, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
+    assert torch.equal(again, first) and cache.load_pack(wavs, skip_bad=False) is not None
     # other feature parameters: another cache folder, never the old entries
     other = FeatureCache(cache_dir, FeatureConfig(seconds=1.0, frames=None, n_mels=64))
-    assert other.dir != cache.dir and other.load(wavs[0]) is None
-    # the WAV changed on disk: stale entry rebuilt
+    assert other.dir != cache.dir and other.load(wavs[0]) is None and other.load_pack(wavs, skip_bad=False) is None
+    # the WAV changed on disk: its entry and the pack are stale, and the new audio is used
     write(wavs[1], tone(1.0) * 0.01)
-    assert cache.load(wavs[1]) is None
+    assert cache.load(wavs[1]) is None and cache.load_pack(wavs, skip_bad=False) is None
+    changed, _ = extract_features(wavs, config, cache_dir=cache_dir, progress=False)
+    assert torch.equal(changed[[0, 2]], first[[0, 2]]) and changed[1].max() < first[1].max() - 30
+
+
+def test_a_pack_that_skipped_a_bad_clip_is_not_used_to_hide_the_error(tmp_path):
+    good = write(tmp_path / "good.wav", tone(1.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"garbage")
+    config = FeatureConfig(seconds=1.0, frames=None)
+    cache_dir = tmp_path / "cache"
+    features, kept = extract_features([good, bad], config, cache_dir=cache_dir, on_bad_file="skip", progress=False)
+    assert kept == [good]
+    again, kept_again = extract_features([good, bad], config, cache_dir=cache_dir, on_bad_file="skip", progress=False)
+    assert kept_again == [good] and torch.equal(again, features)
+    with pytest.raises(AudioError, match="bad.wav"):
+        extract_features([good, bad], config, cache_dir=cache_dir, progress=False)
 
 
 def test_bad_file_error_or_skip(tmp_path):

