@@ -7,11 +7,13 @@ machine; the data are synthetic clips the package generates. Nothing here is ass
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import resource
 import sys
 import tempfile
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -202,6 +204,9 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="default: bf16-mixed on CUDA, 32-true on CPU")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU")
     args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # Lightning's per-trainer banners would bury the figures
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
     device = torch.device(args.device)
     precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32-true")
     header(args, device)
