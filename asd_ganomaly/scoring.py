@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.audio import AudioError, read_wav
+from .data.audio import AudioError, read_ahead, read_wav
 from .models.base import AnomalyDetector
 
 log = logging.getLogger(__name__)
@@ -190,19 +190,15 @@ def score_files(
         tqdm(total=len(files), desc="scoring", unit="clip", disable=not progress) as bar,
     ):
 
-        def submit(chunk: list[Path]) -> list[Future]:
-            return [pool.submit(_read, path, config.sample_rate, config.seconds) for path in chunk]
+        def submit(index: int) -> list[Future]:
+            return [pool.submit(_read, path, config.sample_rate, config.seconds) for path in chunks[index]]
 
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
-        pending = submit(chunks[0])
-        for number, chunk in enumerate(chunks):
-            audio = [future.result() for future in pending]
-            pending = submit(chunks[number + 1]) if number + 1 < len(chunks) else []  # read ahead while scoring
+        for chunk, audio in zip(chunks, read_ahead(len(chunks), submit), strict=True):
             errors = {i: clip for i, clip in enumerate(audio) if isinstance(clip, str)}
             good = [i for i in range(len(chunk)) if i not in errors]
             scores = dict(zip(good, _score_batch(detector, [audio[i] for i in good]), strict=True))
-            del audio  # only the batch being read ahead stays in memory
             for i, path in enumerate(chunk):
                 score = scores.get(i)
                 if score is not None and math.isfinite(score):

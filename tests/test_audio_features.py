@@ -216,3 +216,22 @@ def test_bad_file_error_or_skip(tmp_path):
         extract_features([good, bad], config, progress=False)
     features, kept = extract_features([good, bad], config, on_bad_file="skip", progress=False)
     assert kept == [good] and features.shape[0] == 1
+
+
+def test_read_ahead_submits_the_next_batch_before_handing_out_the_current_one():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asd_ganomaly.data.audio import read_ahead
+
+    events = []
+    with ThreadPoolExecutor(2) as pool:
+
+        def submit(index):
+            events.append(f"submit {index}")
+            return [pool.submit(lambda i=index, k=k: (i, k)) for k in range(3)]
+
+        for results in read_ahead(3, submit):
+            events.append(f"got {results[0][0]}")
+            assert results == [(results[0][0], k) for k in range(3)]
+    assert events == ["submit 0", "submit 1", "got 0", "submit 2", "got 1", "got 2"]
+    assert list(read_ahead(0, submit)) == []

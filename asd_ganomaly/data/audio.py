@@ -10,6 +10,8 @@ Defined behaviour for imperfect input:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,16 @@ def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     if audio.shape[0] >= length:
         return audio[:length]
     return np.pad(audio, (0, length - audio.shape[0]))
+
+
+def read_ahead(count: int, submit: Callable[[int], list[Future]]) -> Iterator[list]:
+    """The results of batches ``0 .. count - 1``, batch ``i + 1`` submitted before batch ``i`` is handed out.
+
+    ``submit(i)`` starts reading batch ``i`` (in a thread pool) and returns its futures; while the caller works
+    on one batch, the next one is being read, and no batch is submitted before the previous one is handed back.
+    """
+    pending = submit(0) if count else []
+    for index in range(count):
+        results = [future.result() for future in pending]
+        pending = submit(index + 1) if index + 1 < count else []
+        yield results

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .audio import AudioError, read_wav
+from .audio import AudioError, read_ahead, read_wav
 from .features import FeatureConfig, LogMel
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def extract_features(
         return packed
     features: dict[Path, torch.Tensor] = {}
     missing = []
-    for path in map(Path, paths):
+    for path in paths:
         cached = cache.load(path) if cache else None
         if cached is None:
             missing.append(path)
@@ -219,17 +219,12 @@ def _compute_features(
         tqdm(total=len(paths), desc="log-mel features", unit="clip", disable=not progress) as bar,
     ):
 
-        def read_ahead(index: int) -> list[Future]:
-            if index >= len(batches):
-                return []
-            rows = buffers[index % 2]
-            args = (config, on_bad_file)
+        def submit(index: int) -> list[Future]:
+            rows, args = buffers[index % 2], (config, on_bad_file)
             return [pool.submit(_read_into, rows[row], path, *args) for row, path in enumerate(batches[index])]
 
-        pending = read_ahead(0)
-        for index, chunk in enumerate(batches):
-            readable = torch.tensor([future.result() for future in pending])
-            pending = read_ahead(index + 1)  # decoded while this batch is transformed
+        for index, (chunk, results) in enumerate(zip(batches, read_ahead(len(batches), submit), strict=True)):
+            readable = torch.tensor(results)
             if readable.any():
                 waves = buffers[index % 2][: len(chunk)]
                 waves = waves if readable.all() else waves[readable]
