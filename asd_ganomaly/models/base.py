@@ -13,7 +13,7 @@ from scipy import stats
 
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..metrics import auc_pauc, decision_metrics, harmonic_mean
+from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class AnomalyDetector(L.LightningModule):
         self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
         self.test_results: dict = {}
+        self.test_metrics: dict[str, float] = {}
         self.test_scores: dict[str, torch.Tensor] = {}
 
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,6 +71,10 @@ class AnomalyDetector(L.LightningModule):
     def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scores of waveforms (batch, samples) at the feature sample rate."""
         return self.score_logmel(self.features(waveforms))
+
+    def on_fit_start(self) -> None:
+        """Fit the normalisation on the DataModule's training features before the first step."""
+        self.fit_normalizer(self.trainer.datamodule.train_features)
 
     @torch.no_grad()
     def fit_normalizer(self, train_features: torch.Tensor) -> None:
@@ -104,15 +109,16 @@ class AnomalyDetector(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
-        """Log test/<domain>/{auc,pauc,precision,recall,f1} and test/hmean/{auc,pauc}."""
+        """Compute the run's results once (``test_results``, nested) and log the same values, flattened
+        (``test_metrics``): test/<domain>/{auc,pauc,precision,recall,f1}, test/hmean/{auc,pauc}, test/dcase_score."""
         self.test_scores = self._gather()
         self.test_results = self._domain_metrics(self.test_scores)
-        self.log_dict(_flatten("test", self.test_results))
+        self.test_metrics = flatten_metrics("test", self.test_results)
+        self.log_dict(self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
         """Log val/<domain>/auc and pauc (test labels: optimistic selection)."""
-        results = self._domain_metrics(self._gather())
-        self.log_dict(_flatten("val", results))
+        self.log_dict(flatten_metrics("val", self._domain_metrics(self._gather())))
 
     def _gather(self) -> dict[str, torch.Tensor]:
         outputs, self._outputs = self._outputs, []
@@ -131,6 +137,9 @@ class AnomalyDetector(L.LightningModule):
                 results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
         domains = [d for d in DOMAINS if d in results]
         results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+        results["dcase_score"] = official_score(
+            [results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains]
+        )
         return results
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -152,7 +161,3 @@ def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
     except (ValueError, RuntimeError, FloatingPointError):
         pass
     return float(np.quantile(scores, quantile))
-
-
-def _flatten(stage: str, results: dict) -> dict[str, float]:
-    return {f"{stage}/{group}/{name}": value for group, values in results.items() for name, value in values.items()}
