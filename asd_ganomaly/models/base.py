@@ -73,8 +73,14 @@ class AnomalyDetector(L.LightningModule):
         return self.score_logmel(self.features(waveforms))
 
     def on_fit_start(self) -> None:
-        """Fit the normalisation on the DataModule's training features before the first step."""
-        self.fit_normalizer(self.trainer.datamodule.train_features)
+        """Fit the normalisation on the DataModule's training features before the first step (a resumed run
+        keeps the fitted one; without a DataModule it must have been fitted before)."""
+        if bool(self.normalizer.fitted):
+            return
+        features = getattr(self.trainer.datamodule, "train_features", None)
+        if features is None:
+            raise RuntimeError("the normalisation is not fitted and there is no DataModule with training features")
+        self.fit_normalizer(features)
 
     @torch.no_grad()
     def fit_normalizer(self, train_features: torch.Tensor) -> None:
