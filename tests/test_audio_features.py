@@ -235,3 +235,42 @@ def test_read_ahead_submits_the_next_batch_before_handing_out_the_current_one():
             assert results == [(results[0][0], k) for k in range(3)]
     assert events == ["submit 0", "submit 1", "got 0", "submit 2", "got 1", "got 2"]
     assert list(read_ahead(0, submit)) == []
+
+
+def _raw_bytes(config: FeatureConfig, frames: int) -> int:
+    return config.n_mels * frames * 4
+
+
+def test_cache_entries_hold_one_clip_and_the_cache_stays_under_its_bound(tmp_path):
+    """Each entry is one clip's float32 values plus a small fixed overhead; entries + pack stay near 2x."""
+    n = 40
+    wavs = [write(tmp_path / f"c{i}.wav", tone(2.0) * (i + 1) / n) for i in range(n)]
+    config = FeatureConfig(seconds=2.0, frames=56)
+    cache_dir = tmp_path / "cache"
+    extract_features(wavs, config, cache_dir=cache_dir, batch_size=16, progress=False)
+    raw = _raw_bytes(config, 56)
+    cache = FeatureCache(cache_dir, config)
+    sizes = [cache.entry_path(w).stat().st_size for w in wavs]
+    overhead = 2048  # zip headers and the pickled parameters
+    assert all(raw <= size <= 1.1 * raw + overhead for size in sizes), (raw, sorted(set(sizes)))
+    total = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
+    assert total <= 1.1 * (2 * n * raw) + (n + 1) * overhead, (total, 2 * n * raw)
+
+
+def test_a_bloated_cache_entry_is_rewritten_compactly(tmp_path):
+    """An entry saved as a row view of a whole batch (as an older version did) is used and shrunk."""
+    wav = write(tmp_path / "a.wav", tone(1.0))
+    config = FeatureConfig(seconds=1.0, frames=None)
+    cache = FeatureCache(tmp_path / "cache", config)
+    features, _ = extract_features([wav], config, progress=False)
+    batch = torch.cat([features, torch.zeros(31, *features.shape[1:])])
+    entry = cache.entry_path(wav)
+    entry.parent.mkdir(parents=True)
+    stat = wav.stat()
+    payload = {"params": cache.params, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "features": batch[0]}
+    torch.save(payload, entry)
+    bloated = entry.stat().st_size
+    assert bloated > 20 * _raw_bytes(config, features.shape[2])
+    loaded = cache.load(wav)
+    assert torch.equal(loaded, features[0])
+    assert entry.stat().st_size < bloated / 20 and torch.equal(cache.load(wav), features[0])
