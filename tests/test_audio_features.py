@@ -274,3 +274,34 @@ def test_a_bloated_cache_entry_is_rewritten_compactly(tmp_path):
     loaded = cache.load(wav)
     assert torch.equal(loaded, features[0])
     assert entry.stat().st_size < bloated / 20 and torch.equal(cache.load(wav), features[0])
+
+
+def test_a_truncated_wav_is_an_audio_error_and_skipped_in_skip_mode(tmp_path):
+    from asd_ganomaly.data.audio import check_header, declared_frames
+
+    whole = write(tmp_path / "whole.wav", tone(2.0), subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 2 * 12_000])
+    assert declared_frames(whole) == declared_frames(cut) == 32_000
+    assert sf.info(str(cut)).frames == 12_000, "libsndfile reads what is there without a word"
+    assert read_wav(whole, seconds=2.0).shape == (32000,)
+    check_header(whole)
+    for check in (lambda: read_wav(cut, seconds=2.0), lambda: check_header(cut)):
+        with pytest.raises(AudioError, match="cut.wav is truncated: its header declares 32000 frames"):
+            check()
+    config = FeatureConfig(seconds=2.0, frames=None)
+    with pytest.raises(AudioError, match="truncated"):
+        extract_features([whole, cut], config, progress=False)
+    features, kept = extract_features([whole, cut], config, on_bad_file="skip", progress=False)
+    assert kept == [whole] and features.shape[0] == 1
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_complete_wavs_with_extra_chunks_are_not_called_truncated(tmp_path, subtype):
+    from asd_ganomaly.data.audio import declared_frames
+
+    path = write(tmp_path / "x.wav", tone(1.0, channels=2), subtype=subtype)
+    assert declared_frames(path) == 16000 and read_wav(path, seconds=1.0).shape == (16000,)
+    with sf.SoundFile(path, "r+") as handle:  # libsndfile writes a LIST chunk after the data
+        handle.title = "a title"
+    assert declared_frames(path) == 16000 and read_wav(path, seconds=1.0).shape == (16000,)
