@@ -13,6 +13,8 @@ into its output folder, and keeps ``checkpoints/last.ckpt`` to resume from.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -21,11 +23,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import InterruptCheckpoint
+from .checks import discard_unused_run_dir, preflight
 from .data.datamodule import SectionDataModule
+from .errors import UserError
 from .models.base import AnomalyDetector
+from .resume import SIGTERM_EXIT_CODE, resume_checkpoint
 from .runs import (
     METRICS_FILE,
     SCORES_FILE,
@@ -79,6 +85,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.skip_finished and is_finished(out):
         log.info("skipping %s: finished before (%s exists)", out, METRICS_FILE)
         return read_metrics(out)
+    preflight(cfg)  # config values and the data, before W&B, a run file or an epoch (issue 13)
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)
 
@@ -90,8 +97,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     model.fit_normalizer(datamodule.train_features)
 
-    last = out / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if cfg.resume and last.exists() else None
+    resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt/dangling: fallback
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
@@ -133,19 +139,43 @@ def save_plots(out: Path, model: AnomalyDetector, datamodule: SectionDataModule,
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point. In a multirun a failed job is recorded and the sweep goes on."""
     out = Path(cfg.paths.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         record = train(cfg)
+    except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say it did not finish
+        raise SystemExit(SIGTERM_EXIT_CODE) from None
+    except UserError as error:
+        if not multirun and os.environ.get("HYDRA_FULL_ERROR") != "1":
+            if not discard_unused_run_dir(out):  # refused before any work: leave no run folder behind
+                _record_failure(cfg, out, error, traceback=False)
+            print(f"asd-train: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        _record_failure(cfg, out, error, traceback=False)
+        if multirun:
+            return None
+        raise
     except Exception as error:
-        log.exception("run %s failed", out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / METRICS_FILE, _record(cfg, error=f"{type(error).__name__}: {error}"))
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        _record_failure(cfg, out, error, traceback=True)
+        if multirun:
             return None
         raise
     finally:
         finish_wandb()
     metric = cfg.get("optimized_metric")
     return _lookup(record, metric) if metric else None
+
+
+def _record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool) -> None:
+    """Log the failure and write a failed metrics.json; a failure to record never hides the error itself."""
+    if traceback:
+        log.exception("run %s failed", out)
+    else:
+        log.error("run %s failed: %s", out, error)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / METRICS_FILE, _record(cfg, error=f"{type(error).__name__}: {error}"))
+    except Exception:  # e.g. a config so broken that even the record cannot be built
+        log.exception("could not write the failed metrics.json of %s (the run's error is above)", out)
 
 
 def _lookup(record: dict, metric: str) -> float | None:
