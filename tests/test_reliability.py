@@ -148,9 +148,14 @@ def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_p
     assert scores[0] == scores[1]
 
 
-def test_sigterm_mid_epoch_saves_a_checkpoint_and_the_same_command_resumes(synthetic_root, tmp_path):
+def _weights(run):
+    return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     args = [*base_args(synthetic_root, log_dir), "trainer.max_epochs=400", "logger=csv", "plots=false"]
+    args[args.index("data.batch_size=8")] = "data.batch_size=4"  # 24 batches an epoch: SIGTERM lands mid-epoch
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     log_file = (tmp_path / "run.log").open("w")
     process = subprocess.Popen(
@@ -160,23 +165,33 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_the_same_command_resumes(synth
     try:
         deadline = time.monotonic() + 240
         while not last.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert last.exists(), "no epoch finished in time"
-        time.sleep(1.0)
+        time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
+        returncode = process.wait(timeout=120)
     finally:
         process.kill()
         log_file.close()
     output = (tmp_path / "run.log").read_text()
+    assert returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
     assert "interrupted at epoch" in output and checkpoint["global_step"] > 0
     assert not (run_dir(log_dir) / "metrics.json").exists()
     interrupted_epoch = checkpoint["epoch"]
-    assert 0 < interrupted_epoch < 400
+    done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert 0 < interrupted_epoch < 400 and 0 < done_in_epoch < 24, "interrupted mid-epoch"
     # the same command, shortened so the test ends: resumes, finishes, and records the metrics
-    args[-3] = f"trainer.max_epochs={interrupted_epoch + 2}"
+    epochs = f"trainer.max_epochs={interrupted_epoch + 2}"
+    args[args.index("trainer.max_epochs=400")] = epochs
     resumed = run_cli(args, tmp_path)
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert "not resumable" not in resumed.stdout + resumed.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed"
+    # an uninterrupted run of as many epochs ends with the same weights
+    reference = tmp_path / "reference"
+    run_cli([a.replace(str(log_dir), str(reference)) for a in args], tmp_path)
+    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference))
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6
