@@ -187,3 +187,11 @@ def test_tensor_batches_resume_at_the_saved_position():
     assert len(list(fresh)) == 6, "the position is used once, for its own epoch"
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         TensorBatches(data, batch_size=0)
+
+
+def test_recording_a_failure_never_hides_the_error(tmp_path, caplog):
+    from asd_ganomaly.train import _record_failure
+
+    cfg = config("~data.root")
+    _record_failure(cfg, tmp_path / "run", ConfigError("the real error"), traceback=False)
+    assert "the real error" in caplog.text and "could not write the failed metrics.json" in caplog.text
