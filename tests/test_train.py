@@ -126,12 +126,14 @@ def test_finished_run_is_skipped(synthetic_root, tmp_path):
     assert (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_failed_single_run_exits_nonzero_and_records_the_error(synthetic_root, tmp_path):
+def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synthetic_root, tmp_path):
+    """An unknown machine is the user's to fix: one line saying what is there, exit 2, nothing written (a
+    failure after work started, or a bug, still records a failed metrics.json: test_reliability)."""
     log_dir = tmp_path / "logs"
     result = train(synthetic_root, log_dir, "data.machine_type=fann", "logger=csv", check=False)
-    assert result.returncode != 0
-    metrics = json.loads((run_dir(log_dir, "fann") / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and "unknown machine type 'fann'" in metrics["error"]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "asd-train: error: unknown machine type 'fann'" in result.stderr
+    assert not list(log_dir.rglob("fann_sec0")), "no run folder for a run refused before any work"
 
 
 def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
