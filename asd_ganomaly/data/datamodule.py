@@ -38,7 +38,11 @@ class EpochShuffler:
 
 
 class TensorBatches:
-    """An iterable of batches sliced from tensors that stay where they are (CPU or GPU)."""
+    """An iterable of batches sliced from tensors that stay where they are (CPU or GPU).
+
+    Resumable: ``state_dict`` says how many batches of the current epoch were trained on, so a run resumed from
+    a mid-epoch checkpoint (Slurm pre-emption) goes on with the next batch and ends as an uninterrupted run.
+    """
 
     def __init__(
         self,
@@ -54,6 +58,8 @@ class TensorBatches:
         self.drop_last = drop_last and len(tensors[0]) > batch_size
         self.sampler = EpochShuffler(seed)
         self.batch_sampler = None  # Lightning inspects loaders for these two attributes
+        self._yielded = 0  # batches handed out in the current pass
+        self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     def __len__(self) -> int:
         n = len(self.tensors[0])
@@ -63,9 +69,21 @@ class TensorBatches:
         n = len(self.tensors[0])
         device = self.tensors[0].device
         order = self.sampler.permutation(n, device) if self.shuffle else torch.arange(n, device=device)
-        for i in range(len(self)):
+        start = self._resume[1] if self._resume and self._resume[0] == self.sampler.epoch else 0
+        self._resume, self._yielded = None, start
+        for i in range(start, len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            self._yielded = i + 1
             yield tuple(t[index] for t in self.tensors)
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and the number of its batches handed out, all trained on when a checkpoint is saved:
+        Lightning fetches no batch ahead from a loader of known length."""
+        return {"epoch": self.sampler.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip the batches ``state`` says were trained on when that epoch is iterated next."""
+        self._resume = (int(state["epoch"]), int(state["batches"]))
 
 
 class SectionDataModule(L.LightningDataModule):
