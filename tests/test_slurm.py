@@ -51,7 +51,8 @@ def slurm_cluster(pytestconfig):
         if os.environ.get("ASD_SLURM_REQUIRED") == "1":
             pytest.fail(f"Slurm did not start and ASD_SLURM_REQUIRED=1: {up.stderr}")
         message = f"Slurm cannot start here ({reason}): the sweep runs through submitit_local instead"
-        pytestconfig.pluginmanager.get_plugin("terminalreporter").write_line(message, yellow=True)
+        with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print(f"\n{message}", file=sys.stderr)
         warnings.warn(message, stacklevel=1)
         yield Cluster("submitit_local", env, reason)
         return
