@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 EXTRAS ?= dev,launchers,export,bench
 
-.PHONY: help install demo test test-fast lint format bench clean
+.PHONY: help install demo test test-fast lint format bench clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 
 bench: $(STAMP)  ## print feature, training and scoring throughput figures
 	$(BIN)/python benchmarks/bench.py
+
+slurm-up:  ## start a one-node Slurm cluster here (root; installs slurm-wlm and munge when missing)
+	bash tests/slurm/up.sh
+
+slurm-down:  ## stop the cluster of slurm-up and remove its state
+	bash tests/slurm/down.sh
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
