@@ -189,6 +189,7 @@ def main(cfg: DictConfig) -> float | None:
             raise SystemExit(SIGTERM_EXIT_CODE) from None
         except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
             status = "refused"
+            log.error("%s", error)
             _user_error(error, multirun)
         except UserError as error:
             status = "failed"
@@ -213,9 +214,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _user_error(error: UserError, multirun: bool) -> None:
-    """A user error: one line (a sweep goes on); a single run exits 2 with it, no traceback unless
+    """After a user error is logged: a sweep goes on; a single run exits 2 with one line, no traceback unless
     HYDRA_FULL_ERROR=1."""
-    log.error("%s", error)
     if multirun:
         return
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -228,6 +228,8 @@ def _record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: boo
     """Log the failure and write a failed metrics.json; a failure to record never hides the error itself."""
     if traceback:
         log.exception("run %s failed", out)
+    else:
+        log.error("run %s failed: %s", out, error)
     try:
         out.mkdir(parents=True, exist_ok=True)
         record = run_record(_failure_info(cfg), error=f"{type(error).__name__}: {error}")

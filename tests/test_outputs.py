@@ -78,7 +78,8 @@ def test_a_malformed_metrics_json_is_a_bad_run_row(tmp_path, content, reason):
     record["metrics"] = {"source": {"auc": 0.8, "pauc": 0.6}}
     (good / "metrics.json").write_text(json.dumps(record))
     bad = tmp_path / "ganomaly" / "pump_sec2"
-    bad.mkdir()
+    (bad / ".hydra").mkdir(parents=True)  # what the run is comes from the config Hydra saved, not the folder name
+    (bad / ".hydra" / "config.yaml").write_text("model: {name: ganomaly}\ndata: {machine_type: pump, section: 2}\n")
     (bad / "metrics.json").write_text(content)
     rows = collect_runs(tmp_path)
     assert [(r["machine_type"], r["status"]) for r in rows] == [("fan", "completed"), ("pump", "malformed")]
