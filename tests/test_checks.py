@@ -1,5 +1,6 @@
 """Checks before any work: config ranges, the data listed and checked, checkpoint choice for a resume."""
 
+import json
 import logging
 import os
 import shutil
@@ -194,4 +195,7 @@ def test_recording_a_failure_never_hides_the_error(tmp_path, caplog):
 
     cfg = config("~data.root")
     _record_failure(cfg, tmp_path / "run", ConfigError("the real error"), traceback=False)
-    assert "the real error" in caplog.text and "could not write the failed metrics.json" in caplog.text
+    assert "the real error" in caplog.text
+    # the record is written with what the broken config still says
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "the real error" in record["error"] and record["machine_type"] == "fan"
