@@ -116,10 +116,12 @@ def _failure_info(cfg: DictConfig) -> dict:
         }
 
 
-def wandb_init(info: dict) -> dict:
-    """Extra ``wandb.init`` arguments: the flattened config and tags for machine, section, model and overrides."""
+def wandb_init(cfg: DictConfig, info: dict) -> dict:
+    """Extra ``wandb.init`` arguments: the whole resolved config, flattened (``model.loss.w_rec``...), and tags
+    for the model, machine, section and the command line's overrides."""
     tags = [info["model"], info["machine_type"], f"section_{info['section']:02d}", *info["varied"]]
-    return {"config": flatten_config(info["config"]), "tags": [tag[:64] for tag in tags]}
+    config = flatten_config(OmegaConf.to_container(cfg, resolve=True))
+    return {"config": config, "tags": [tag[:64] for tag in tags]}
 
 
 def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.Trainer:
@@ -139,7 +141,7 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
     quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
     return hydra.utils.instantiate(
         cfg.trainer,
-        logger=instantiate_loggers(cfg.get("logger"), wandb_init(info)) or False,
+        logger=instantiate_loggers(cfg.get("logger"), wandb_init(cfg, info)) or False,
         callbacks=callbacks,
         limit_val_batches=1.0 if cfg.select_on_test else 0,
         **quiet,

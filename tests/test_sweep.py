@@ -105,7 +105,7 @@ def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
     assert wandb_run["group"] == "g1" and wandb_run["name"] == "g1-report"
     official = summarise(rows)["ganomaly_small"]["official_score"]
     assert wandb_run["summary"]["ganomaly_small/official_score"] == pytest.approx(official)
-    assert wandb_run["summary"]["results"]["_type"] == "table-file"
+    assert wandb_run["summary"]["results._type"] == "table-file"
 
 
 def small_sweep_args(root, work, *extra):
