@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import console
 from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
+from .data.dcase import section_key
 from .identity import (
     RunConfigMismatchError,
     config_hash,
@@ -80,7 +81,7 @@ def run_info(cfg: DictConfig) -> dict:
     overrides = _overrides()
     return {
         "machine_type": cfg.data.machine_type,
-        "section": int(cfg.data.section),
+        "section": section_key(cfg.data.section),
         "model": cfg.model.name,
         "task": cfg.task_name,
         "run_id": run_id(cfg, overrides),
@@ -111,7 +112,9 @@ def _failure_info(cfg: DictConfig) -> dict:
 
 def wandb_init(info: dict) -> dict:
     """Extra ``wandb.init`` arguments: the flattened config and tags for machine, section, model and overrides."""
-    tags = [info["model"], info["machine_type"], f"section_{info['section']:02d}", *info["varied"]]
+    section = info["section"]
+    section_tag = f"section_{section:02d}" if isinstance(section, int) else f"{section}_sections"
+    tags = [info["model"], info["machine_type"], section_tag, *info["varied"]]
     return {"config": flatten_config(info["config"]), "tags": [tag[:64] for tag in tags]}
 
 
