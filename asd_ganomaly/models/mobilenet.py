@@ -59,7 +59,11 @@ class SectionClassifier(nn.Module):
         """(batch, n_mels, frames) -> (batch, n_windows, window, n_mels): frames as rows, as the baseline."""
         if logmel.shape[-1] < self.window:
             raise ValueError(f"clips of {logmel.shape[-1]} frames are shorter than a window of {self.window} frames")
-        return logmel.unfold(-1, self.window, self.hop).permute(0, 2, 3, 1)
+        count = (logmel.shape[-1] - self.window) // self.hop + 1
+        starts = torch.arange(count, device=logmel.device).unsqueeze(1) * self.hop
+        frames = starts + torch.arange(self.window, device=logmel.device)  # (n_windows, window)
+        # indexing, not Tensor.unfold: the ONNX exporter writes unfold followed by a permute in another order
+        return logmel[..., frames].permute(0, 2, 3, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Windows (n, window, n_mels), repeated to 3 channels -> section logits (n, n_sections)."""
