@@ -196,3 +196,26 @@ def test_onnx_export_of_a_mobilenet_takes_the_section(sweep, tmp_path):
     with torch.no_grad():
         expected = detector.score_logmel(logmel, sections)["score"]
     assert onnx_scores == pytest.approx(expected.numpy(), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("model", ["ae_baseline", "mobilenetv2_baseline"])
+@pytest.mark.parametrize("include_features", [False, True])
+def test_onnx_export_of_both_baselines_equals_pytorch(model, include_features, tmp_path):
+    from hydra.utils import instantiate
+
+    from asd_ganomaly.train import compose_config
+
+    short = ["model.net.window=32"] if model == "mobilenetv2_baseline" else []
+    cfg = compose_config(f"model={model}", "data.features.seconds=2.0", "data.features.frames=56", *short)
+    detector = instantiate(cfg.model).eval()
+    detector.fit_normalizer(torch.randn(4, 128, 56) * 10 - 40)
+    path = export_onnx(detector, tmp_path / "m.onnx", include_features=include_features)
+    x = torch.randn(3, 32000) * 0.05 if include_features else torch.randn(3, 128, 56) * 10 - 40
+    sections = torch.tensor([1, 0, 2])
+    feeds = {"waveform" if include_features else "logmel": x.numpy()}
+    feeds |= {"section": sections.numpy()} if detector.needs_section else {}
+    (onnx_scores,) = ort.InferenceSession(str(path)).run(None, feeds)
+    with torch.no_grad():
+        score = detector.score_waveforms if include_features else detector.score_logmel
+        expected = score(x, sections if detector.needs_section else None)["score"].numpy()
+    assert onnx_scores.shape == (3,) and onnx_scores == pytest.approx(expected, rel=1e-3, abs=1e-4)
