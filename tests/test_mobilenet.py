@@ -66,6 +66,7 @@ def test_score_is_the_mean_log_odds_against_the_clips_own_section():
 
 
 def test_classifier_learns_to_tell_synthetic_sections_apart(three_sections, tmp_path):
+    L.seed_everything(0)
     datamodule = SectionDataModule(
         str(three_sections),
         "fan",
@@ -80,11 +81,11 @@ def test_classifier_learns_to_tell_synthetic_sections_apart(three_sections, tmp_
     module = MobileNetV2Module(
         net, lambda params: torch.optim.Adam(params, lr=1e-3), features=FEATURES, normalization="none"
     )
-    trainer = L.Trainer(accelerator="cpu", max_epochs=4, limit_val_batches=0, **QUIET)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=5, limit_val_batches=0, **QUIET)
     trainer.fit(module, datamodule=datamodule)
     assert datamodule.sections == [0, 1, 2] and len(datamodule.train_features) == 78
     accuracy = trainer.callback_metrics["train/accuracy_epoch"].item()
-    assert accuracy > 0.6, f"window accuracy {accuracy:.2f} after 4 epochs (chance: 0.33)"
+    assert accuracy > 0.6, f"window accuracy {accuracy:.2f} in the 5th epoch (chance: 0.33)"
 
 
 def test_a_per_section_datamodule_is_refused(three_sections, tmp_path):
