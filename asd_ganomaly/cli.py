@@ -69,6 +69,7 @@ def _score(args: argparse.Namespace) -> None:
         threshold=args.threshold,
         num_workers=args.workers,
         progress=not args.no_progress,
+        section=args.section,
     )
     decisions = (
         f"{counts['anomalies']} above the threshold {threshold:.6g}"
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu", help="cpu or cuda")
     score.add_argument("--workers", type=int, default=2, help="threads reading WAV files")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.add_argument(
+        "--section", type=int, default=None, help="section of every clip, for section classifiers (default: from names)"
+    )
     score.set_defaults(func=_score)
 
     export = sub.add_parser("export", help="export a trained model's scorer to ONNX")

@@ -15,6 +15,9 @@ anomaly score (higher = more anomalous; compare it with the threshold stored in 
   basis (centred frames, zero padding), then the mel filterbank as a matmul and ``10 * log10`` with the same
   floor; on real clips it matches ``LogMel`` to well under 1e-3 dB (checked in the tests).
 
+A section classifier (the MobileNetV2 baseline) scores a clip against its section: its graphs take a second
+input ``section`` (batch,) int64, each clip's section number (``section_XX`` in DCASE file names).
+
 Reading WAV files, resampling and the decision threshold are not in the graph.
 """
 
@@ -79,10 +82,10 @@ class Scorer(nn.Module):
         self.detector = detector
         self.features = ConvLogMel(detector.features) if include_features else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, n_mels, frames) or (batch, samples) -> (batch,)."""
+    def forward(self, x: torch.Tensor, section: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, n_mels, frames) or (batch, samples), and the sections where the model needs them -> (batch,)."""
         logmel = self.features(x) if self.features is not None else x
-        return self.detector.score_logmel(logmel)["score"]
+        return self.detector.score_logmel(logmel, section)["score"]
 
 
 def export_onnx(
@@ -100,19 +103,22 @@ def export_onnx(
     config = detector.feature_config
     name = "waveform" if include_features else "logmel"
     example = torch.zeros(2, config.samples) if include_features else torch.zeros(2, config.n_mels, config.n_frames)
+    inputs, names = (example,), [name]
+    if detector.needs_section:
+        inputs, names = (example, detector.section_ids[:1].repeat(2).cpu()), [name, "section"]
     device, training = detector.device, detector.training
     try:
         scorer = Scorer(detector.cpu().eval(), include_features).eval()
         with torch.no_grad(), atomic_output(out_path) as tmp:
             torch.onnx.export(
                 scorer,
-                (example,),
+                inputs,
                 str(tmp),
                 dynamo=False,  # the dynamo exporter needs onnxscript, and gains nothing for this graph
                 opset_version=opset,
-                input_names=[name],
+                input_names=names,
                 output_names=["score"],
-                dynamic_axes={name: {0: "batch"}, "score": {0: "batch"}},
+                dynamic_axes={**{n: {0: "batch"} for n in names}, "score": {0: "batch"}},
             )
     except ModuleNotFoundError as error:
         raise RuntimeError(f"ONNX export needs: pip install 'asd-ganomaly[export]' ({error})") from error

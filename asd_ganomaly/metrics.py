@@ -6,12 +6,14 @@ pAUC is the McClish-standardised partial AUC up to FPR 0.1, the value that sciki
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from scipy import stats
 from torchmetrics.functional.classification import binary_auroc, binary_f1_score, binary_precision, binary_recall
+
+from .data.dcase import DOMAINS
 
 MAX_FPR = 0.1
 EPS = 1e-8
@@ -72,3 +74,19 @@ def flatten_metrics(stage: str, results: dict) -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat
+
+
+def section_results(scores: dict[str, torch.Tensor], domain_metrics: Callable[[dict], dict]) -> dict:
+    """Results of a per-machine-type run: ``domain_metrics`` of each section's clips under
+    ``sections["NN"]``, and over all section-domain pairs the harmonic means and the official score."""
+    sections = {}
+    for section in sorted(scores["section"].unique().tolist()):
+        mask = scores["section"] == section
+        sections[f"{section:02d}"] = domain_metrics({key: value[mask] for key, value in scores.items()})
+    pairs = [result[d] for result in sections.values() for d in DOMAINS if d in result]
+    aucs, paucs = [p["auc"] for p in pairs], [p["pauc"] for p in pairs]
+    return {
+        "sections": sections,
+        "hmean": {"auc": harmonic_mean(aucs), "pauc": harmonic_mean(paucs)},
+        "dcase_score": official_score(aucs, paucs),
+    }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .data.dcase import DOMAINS
+from .data.dcase import ALL_SECTIONS, DOMAINS
 from .data.synth import is_synthetic
 from .identity import flatten_config
 from .metrics import harmonic_mean, official_score
@@ -103,7 +103,7 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
         base = {
             "model": str(metrics["model"]),
             "machine_type": str(metrics["machine_type"]),
-            "section": int(metrics["section"]),
+            "section": metrics["section"] if metrics["section"] == ALL_SECTIONS else int(metrics["section"]),
             "status": str(metrics["status"]),
             "selected_on_test": bool(metrics.get("selected_on_test", False)),
             "run_id": str(metrics.get("run_id") or ""),
@@ -112,11 +112,16 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
             "data_root": metrics.get("data_root") or "",
             "error": metrics.get("error") or "",
             "run_dir": str(folder),
+            "per_machine_type": metrics["section"] == ALL_SECTIONS,
         }
         if base["status"] != "completed":
             return [{**base, "domain": ""}]
-        by_domain = metrics["metrics"]
-        rows = [_domain_row(base, d, by_domain[d]) for d in DOMAINS if d in by_domain]
+        rows = [
+            _domain_row({**base, "section": section}, d, results[d])
+            for section, results in _per_section(metrics)
+            for d in DOMAINS
+            if d in results
+        ]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         return [_bad_row(folder, f"{type(error).__name__}: {error}")]
     return rows or [_bad_row(folder, "a completed run without per-domain metrics")]
@@ -135,8 +140,16 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["setting"], r["machine_type"], str(r["section"]), r["domain"]))
 
 
+def _per_section(metrics: dict) -> list[tuple[int, dict]]:
+    """(section, per-domain results) of a run: one section, or each section of a per-machine-type run."""
+    if "sections" in metrics:
+        return [(int(section), results) for section, results in sorted(metrics["sections"].items())]
+    return [(int(metrics["section"]), metrics["metrics"])]
+
+
 def _name_settings(rows: list[dict]) -> None:
-    """``setting`` = model where the model ran with one config, else ``model [run id]``."""
+    """``setting`` = model where the model ran with one config, else ``model [run id]``; a per-machine-type
+    run's setting says so (the same config trained per section is another setting)."""
     ids: dict[str, set] = defaultdict(set)
     for row in rows:
         if row.get("run_id"):
@@ -144,6 +157,8 @@ def _name_settings(rows: list[dict]) -> None:
     for row in rows:
         several = len(ids[row["model"]]) > 1
         row["setting"] = f"{row['model']} [{row['run_id']}]" if several and row.get("run_id") else row["model"]
+        if row.get("per_machine_type"):
+            row["setting"] += " per machine type"
 
 
 def differing_keys(rows: list[dict]) -> dict[str, dict[str, object]]:

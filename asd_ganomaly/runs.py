@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .data.dcase import DOMAINS, ClipInfo
+from .data.dcase import DOMAINS, ClipInfo, section_key
 from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, config_differences
 
 METRICS_FILE = "metrics.json"
@@ -49,7 +49,7 @@ def run_record(info: dict, results: dict | None = None, logged: dict | None = No
     results = results or {}
     record = {
         **info,
-        "section": int(info["section"]),
+        "section": section_key(info["section"]),
         "status": "failed" if error else "completed",
         "error": error,
         "metrics": {d: results[d] for d in DOMAINS if d in results},
@@ -62,16 +62,16 @@ def run_record(info: dict, results: dict | None = None, logged: dict | None = No
 
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
-    """Per test clip: path, domain, label (1 = anomaly), every score and the 0/1 decision."""
+    """Per test clip: path, section, domain, label (1 = anomaly), every score and the 0/1 decision."""
     names = [key for key in ("score", "score_rec", "score_disc") if key in scores]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "domain", "label", *names, "decision"])
+        writer.writerow(["path", "section", "domain", "label", *names, "decision"])
         for row, i in enumerate(scores["index"].tolist()):
             clip = clips[i]
             values = [f"{scores[key][row].item():.8g}" for key in names]
             decision = int(scores["score"][row].item() > threshold)
-            writer.writerow([str(clip.path), clip.domain, int(clip.is_anomaly), *values, decision])
+            writer.writerow([str(clip.path), clip.section, clip.domain, int(clip.is_anomaly), *values, decision])
 
 
 def check_output_dir(path: Path, min_free_gb: float) -> None:

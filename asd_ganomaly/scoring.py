@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.audio import AudioError, read_ahead, read_wav
+from .data.dcase import DatasetError, parse_clip_name
 from .errors import UserError
 from .models.base import AnomalyDetector
 from .outputs import atomic_output, check_output
@@ -148,13 +149,28 @@ def _read(path: Path, sample_rate: int, seconds: float) -> np.ndarray | str:
         return f"cannot read {path}: {type(error).__name__}: {error}"
 
 
-def _score_batch(detector: AnomalyDetector, clips: list[np.ndarray]) -> list[float]:
+def clip_section(detector: AnomalyDetector, path: Path, section: int | None) -> int | str:
+    """The section a clip is scored against (``section``, else the one in its DCASE file name), or the reason
+    there is none. Only models with ``needs_section`` (the MobileNetV2 baseline) use it."""
+    if section is None:
+        try:
+            section = parse_clip_name(path).section
+        except DatasetError:
+            return f"cannot tell the section of {path.name} from its name: name it section_XX_... or pass --section"
+    known = detector.section_ids.tolist()
+    if section not in known:
+        return f"section {section} of {path.name} is not among the model's sections {known}"
+    return section
+
+
+def _score_batch(detector: AnomalyDetector, clips: list[np.ndarray], sections: list[int] | None) -> list[float]:
     """Anomaly scores of equally long clips, in one forward pass on the detector's device."""
     if not clips:
         return []
     waves = torch.from_numpy(np.stack(clips)).to(detector.device)
+    index = None if sections is None else torch.tensor(sections, device=detector.device)
     with torch.no_grad():
-        return detector.score_waveforms(waves)["score"].cpu().tolist()
+        return detector.score_waveforms(waves, index)["score"].cpu().tolist()
 
 
 def score_files(
@@ -165,16 +181,19 @@ def score_files(
     threshold: float | None = None,
     num_workers: int = 2,
     progress: bool = True,
+    section: int | None = None,
 ) -> dict[str, int]:
     """Score WAV files (or the WAV files in folders) batch by batch and write one CSV row per file.
 
     Columns: ``path, score, decision, status, error``. ``decision`` is 1 when the score is above the
     threshold (the one calibrated at training time, or ``threshold`` when given) and empty when there is no
     finite threshold. A file that cannot be read, or whose score is not finite, gets ``status`` ``error`` and
-    the reason; the others are scored. Clips are read in a thread pool one batch ahead of the model, so at most
-    two batches of audio are in memory. Rows go to a temporary file renamed to ``out_csv`` at the end: an
-    interrupted run leaves the previous ``out_csv`` as it was. An ``out_csv`` that is one of the inputs, or a
-    WAV name inside an input folder, is refused (:class:`~asd_ganomaly.outputs.OutputError`).
+    the reason; the others are scored. A model that scores a clip against its section (MobileNetV2) takes it
+    from ``section`` or else from the clip's DCASE file name; a clip with neither is an error row. Clips are
+    read in a thread pool one batch ahead of the model, so at most two batches of audio are in memory. Rows go
+    to a temporary file renamed to ``out_csv`` at the end: an interrupted run leaves the previous ``out_csv`` as
+    it was. An ``out_csv`` that is one of the inputs, or a WAV name inside an input folder, is refused
+    (:class:`~asd_ganomaly.outputs.OutputError`).
 
     Returns the counts ``scored``, ``failed`` and ``anomalies``.
     """
@@ -187,6 +206,7 @@ def score_files(
     config = detector.feature_config
     limit = float(detector.threshold) if threshold is None else float(threshold)
     decide = math.isfinite(limit)
+    needs = detector.needs_section
     if getattr(detector, "bn_train_mode_at_test", False):
         log.warning("this model scores with batch statistics: a clip's score depends on the clips batched with it")
     counts = {"scored": 0, "failed": 0, "anomalies": 0}
@@ -205,8 +225,11 @@ def score_files(
         writer.writerow(CSV_COLUMNS)
         for chunk, audio in zip(chunks, read_ahead(len(chunks), submit), strict=True):
             errors = {i: clip for i, clip in enumerate(audio) if isinstance(clip, str)}
+            sections = [clip_section(detector, path, section) if needs else 0 for path in chunk]
+            errors |= {i: s for i, s in enumerate(sections) if isinstance(s, str) and i not in errors}
             good = [i for i in range(len(chunk)) if i not in errors]
-            scores = dict(zip(good, _score_batch(detector, [audio[i] for i in good]), strict=True))
+            picked = [sections[i] for i in good] if needs else None
+            scores = dict(zip(good, _score_batch(detector, [audio[i] for i in good], picked), strict=True))
             for i, path in enumerate(chunk):
                 score = scores.get(i)
                 if score is not None and math.isfinite(score):

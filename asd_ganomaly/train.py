@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import console
 from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
 from .checks import discard_unused_run_dir, preflight
+from .data.dcase import section_key
 from .errors import UserError
 from .identity import (
     RunConfigMismatchError,
@@ -87,7 +88,7 @@ def run_info(cfg: DictConfig) -> dict:
     overrides = _overrides()
     return {
         "machine_type": cfg.data.machine_type,
-        "section": int(cfg.data.section),
+        "section": section_key(cfg.data.section),
         "model": cfg.model.name,
         "task": cfg.task_name,
         "run_id": run_id(cfg, overrides),
@@ -118,8 +119,11 @@ def _failure_info(cfg: DictConfig) -> dict:
 
 def wandb_init(cfg: DictConfig, info: dict) -> dict:
     """Extra ``wandb.init`` arguments: the whole resolved config, flattened (``model.loss.w_rec``...), and tags
-    for the model, machine, section and the command line's overrides."""
-    tags = [info["model"], info["machine_type"], f"section_{info['section']:02d}", *info["varied"]]
+    for the model, machine, section (``all_sections`` for a per-machine-type run) and the command line's
+    overrides."""
+    section = info["section"]
+    section_tag = f"section_{section:02d}" if isinstance(section, int) else f"{section}_sections"
+    tags = [info["model"], info["machine_type"], section_tag, *info["varied"]]
     config = flatten_config(OmegaConf.to_container(cfg, resolve=True))
     return {"config": config, "tags": [tag[:64] for tag in tags]}
 

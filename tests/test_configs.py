@@ -19,12 +19,14 @@ def compose_config(*overrides: str):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_each_model_config_builds_a_scoring_module(model):
-    cfg = compose_config(f"model={model}", "data.features.frames=64", "data.features.seconds=2.0")
+    short = ["model.net.window=32"] if model == "mobilenetv2_baseline" else []  # 2 s clips: 63 frames
+    cfg = compose_config(f"model={model}", "data.features.frames=64", "data.features.seconds=2.0", *short)
     module = instantiate(cfg.model)
     module.fit_normalizer(torch.randn(4, 128, 64) * 10 - 40)
     module.eval()
     with torch.no_grad():
-        scores = module.score_waveforms(torch.randn(3, 32000) * 0.05)
+        sections = torch.tensor([0, 1, 0]) if module.needs_section else None
+        scores = module.score_waveforms(torch.randn(3, 32000) * 0.05, sections)
     assert scores["score"].shape == (3,) and torch.isfinite(scores["score"]).all()
     assert cfg.model.name == model
 
@@ -35,6 +37,8 @@ def test_each_model_config_builds_a_scoring_module(model):
         (["debug=default"], "trainer.max_epochs", 1),
         (["experiment=demo"], "model.name", "ganomaly_small"),
         (["experiment=dev_all", "model=ae_baseline"], "model._target_", "asd_ganomaly.models.lit_ae.AutoencoderModule"),
+        (["model=mobilenetv2_baseline"], "trainer.max_epochs", 20),
+        (["model=ganomaly"], "trainer.max_epochs", 300),
         (["trainer=gpu"], "trainer.precision", "bf16-mixed"),
         (["logger=csv"], "logger.wandb", None),
         (["callbacks=none"], "callbacks.model_checkpoint", None),
@@ -51,3 +55,11 @@ def test_demo_sweeps_all_21_combinations():
     params = cfg.hydra.sweeper.params
     assert len(params["data.machine_type"].split(",")) * len(params["data.section"].split(",")) == 21
     assert cfg.hydra.mode.name == "MULTIRUN" and cfg.trainer.accelerator == "cpu"
+
+
+def test_dev_all_types_sweeps_7_machine_types_on_all_their_sections():
+    cfg = compose_config("experiment=dev_all_types", "model=mobilenetv2_baseline")
+    params = cfg.hydra.sweeper.params
+    assert len(params["data.machine_type"].split(",")) == 7 and params["data.section"] == "all"
+    assert cfg.task_name == "dev_all_types" and cfg.trainer.max_epochs == 20
+    assert len(compose_config("experiment=dev_all").hydra.sweeper.params["data.section"].split(",")) == 3

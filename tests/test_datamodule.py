@@ -35,9 +35,10 @@ def test_real_clips_load_with_tags_and_shapes(real_layout, tmp_path):
     assert torch.isfinite(dm.train_features).all()
     batches = list(dm.train_dataloader())
     assert len(batches) == 2 and all(b[0].shape == (8, 128, 312) for b in batches)  # drop_last
-    features, labels, domains, index = (torch.cat(t) for t in zip(*dm.test_dataloader(), strict=True))
+    features, labels, domains, index, sections = (torch.cat(t) for t in zip(*dm.test_dataloader(), strict=True))
     assert features.shape == (6, 128, 312)
-    assert labels.tolist().count(1) == 1 and set(domains.tolist()) == {0}
+    assert labels.tolist().count(1) == 1 and set(domains.tolist()) == {0} and set(sections.tolist()) == {0}
+    assert dm.sections == [0] and all(b[1].tolist() == [0] * 8 for b in batches)
     assert dm.test_clips[int(index[labels == 1])].label == "anomaly"
 
 

@@ -1,5 +1,6 @@
-"""LightningDataModule for one (machine type, section), with features cached once and batches that can
-live on the training device (no DataLoader round trip)."""
+"""LightningDataModule for one (machine type, section), or for every section of a machine type
+(``section="all"``, per-machine-type training as the official baselines), with features cached once and
+batches that can live on the training device (no DataLoader round trip)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import lightning as L
 import torch
 
 from .cache import extract_features
-from .dcase import DOMAINS, ClipInfo, check_test_labels, list_clips
+from .dcase import DOMAINS, ClipInfo, check_test_labels, list_clips, parse_section
 from .features import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -96,16 +97,18 @@ class TensorBatches:
 
 class SectionDataModule(L.LightningDataModule):
     """Normal training clips of one machine type and section (both domains); source and target test clips.
+    With ``section="all"`` (``section`` None) the clips of every section of the machine type.
 
-    Training batches are feature tensors (batch, n_mels, frames). Test batches are
-    ``(features, label, domain, index)`` with label 1 for anomaly and domain 0 source / 1 target.
+    Training batches are ``(features, section)``: features (batch, n_mels, frames) and each clip's section
+    number. Test batches are ``(features, label, domain, index, section)`` with label 1 for anomaly and
+    domain 0 source / 1 target.
     """
 
     def __init__(
         self,
         root: str,
         machine_type: str,
-        section: int,
+        section: int | str,
         features: dict | FeatureConfig | None = None,
         batch_size: int = 64,
         eval_batch_size: int = 64,
@@ -121,7 +124,7 @@ class SectionDataModule(L.LightningDataModule):
         super().__init__()
         self.root = Path(root).expanduser()
         self.machine_type = machine_type
-        self.section = int(section)
+        self.section = parse_section(section)
         self.config = features if isinstance(features, FeatureConfig) else FeatureConfig(**(features or {}))
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -134,6 +137,7 @@ class SectionDataModule(L.LightningDataModule):
         self.seed = seed
         self.progress = progress
         self.train_features: torch.Tensor | None = None
+        self.train_sections: torch.Tensor | None = None
         self.test_features: torch.Tensor | None = None
         self.test_clips: list[ClipInfo] = []
 
@@ -171,29 +175,39 @@ class SectionDataModule(L.LightningDataModule):
             if self.max_train_clips:
                 clips = clips[: self.max_train_clips]
             self.train_features, kept = self._extract(clips)
-            log.info("%d training clips of %s section %02d", len(kept), self.machine_type, self.section)
+            self.train_sections = self._sections(kept, self.train_features.device)
+            log.info("%d training clips of %s sections %s", len(kept), self.machine_type, self.sections)
         if stage in ("test", "validate", None) and self.test_features is None:
             clips = list_clips(self.root, self.machine_type, self.section, "test")
             check_test_labels(clips)
             self.test_features, self.test_clips = self._extract(clips)
 
+    @staticmethod
+    def _sections(clips: list[ClipInfo], device: torch.device) -> torch.Tensor:
+        return torch.tensor([c.section for c in clips], dtype=torch.long, device=device)
+
+    @property
+    def sections(self) -> list[int]:
+        """The sections of the training clips, sorted (after ``setup("fit")``)."""
+        return sorted(set(self.train_sections.tolist())) if self.train_sections is not None else []
+
     def train_dataloader(self) -> TensorBatches:
-        """Shuffled training batches, drawn from features that stay on their device."""
-        return TensorBatches(
-            (self.train_features,), self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed
-        )
+        """Shuffled batches of (features, section), drawn from tensors that stay on their device."""
+        tensors = (self.train_features, self.train_sections)
+        return TensorBatches(tensors, self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed)
 
     def train_eval_batches(self) -> TensorBatches:
-        """The training clips in order, for threshold calibration."""
-        return TensorBatches((self.train_features,), self.eval_batch_size)
+        """The training clips in order as (features, section), for threshold calibration."""
+        return TensorBatches((self.train_features, self.train_sections), self.eval_batch_size)
 
     def test_dataloader(self) -> TensorBatches:
-        """Test batches of (features, label, domain, index)."""
+        """Test batches of (features, label, domain, index, section)."""
         device = self.test_features.device
         labels = torch.tensor([int(c.is_anomaly) for c in self.test_clips], device=device)
         domains = torch.tensor([DOMAINS.index(c.domain) for c in self.test_clips], device=device)
         index = torch.arange(len(self.test_clips), device=device)
-        return TensorBatches((self.test_features, labels, domains, index), self.eval_batch_size)
+        sections = self._sections(self.test_clips, device)
+        return TensorBatches((self.test_features, labels, domains, index, sections), self.eval_batch_size)
 
     def val_dataloader(self) -> TensorBatches:
         """The test clips again: used only when a run selects its model on test labels (explicit option)."""

@@ -25,6 +25,8 @@ MACHINE_TYPES: tuple[str, ...] = ("fan", "gearbox", "pump", "slider", "valve", "
 DOMAINS: tuple[str, ...] = ("source", "target")
 LABELS: tuple[str, ...] = ("normal", "anomaly", "unknown")
 TEST_FOLDERS: tuple[str, ...] = ("source_test", "target_test", "test")
+ALL_SECTIONS = "all"
+"""``data.section`` value of per-machine-type training: one model on every section of a machine type."""
 
 _DCASE2021 = re.compile(
     r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)"
@@ -121,8 +123,24 @@ def machine_dir(root: str | Path, machine_type: str) -> Path:
     )
 
 
-def list_clips(root: str | Path, machine_type: str, section: int, split: str) -> list[ClipInfo]:
-    """List the clips of one machine type and section, sorted by path.
+def parse_section(value: int | str | None) -> int | None:
+    """A ``data.section`` value as a section number, or None for every section (``"all"`` or None)."""
+    if value is None or str(value).lower() == ALL_SECTIONS:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"section must be a number or {ALL_SECTIONS!r}, not {value!r}") from None
+
+
+def section_key(value: int | str | None) -> int | str:
+    """How metrics.json, tags and folders name a section: its number, or ``"all"`` for a per-machine-type run."""
+    section = parse_section(value)
+    return ALL_SECTIONS if section is None else section
+
+
+def list_clips(root: str | Path, machine_type: str, section: int | None, split: str) -> list[ClipInfo]:
+    """List the clips of one machine type and section (every section for ``section=None``), sorted by path.
 
     ``split`` is ``"train"`` (the normal training clips, both domains) or ``"test"`` (all test folders).
     Raises :class:`DatasetError` when the folder is missing or the section has no clips.
@@ -134,11 +152,12 @@ def list_clips(root: str | Path, machine_type: str, section: int, split: str) ->
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
         raise DatasetError(f"no {split} folder under {base}: looked for {[f.name for f in folders]}")
-    clips = [c for folder in existing for c in _scan(folder, machine_type, split) if c.section == section]
+    clips = [c for f in existing for c in _scan(f, machine_type, split) if section is None or c.section == section]
     if not clips:
         found = sorted({c.section for f in existing for c in _scan(f, machine_type, split)})
+        which = "any section" if section is None else f"section {section:02d}"
         raise DatasetError(
-            f"no {split} clips of {machine_type} section {section:02d} in {[str(f) for f in existing]}; "
+            f"no {split} clips of {machine_type} {which} in {[str(f) for f in existing]}; "
             f"sections found: {found or 'none'}"
         )
     return clips
@@ -163,11 +182,11 @@ def _scan(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
 
 
 def check_test_labels(clips: list[ClipInfo]) -> None:
-    """Raise :class:`DatasetError` unless each domain present has both normal and anomaly clips."""
-    for domain in sorted({c.domain for c in clips}):
-        labels = {c.label for c in clips if c.domain == domain}
+    """Raise :class:`DatasetError` unless each section and domain present has both normal and anomaly clips."""
+    for section, domain in sorted({(c.section, c.domain) for c in clips}):
+        labels = {c.label for c in clips if c.domain == domain and c.section == section}
         if labels != {"normal", "anomaly"}:
             raise DatasetError(
-                f"{domain} test clips of {clips[0].machine_type} section {clips[0].section:02d} have labels "
+                f"{domain} test clips of {clips[0].machine_type} section {section:02d} have labels "
                 f"{sorted(labels)}: AUC needs both 'normal' and 'anomaly' clips"
             )

@@ -17,8 +17,10 @@ from torch import nn
 
 def context_vectors(logmel: torch.Tensor, context: int) -> torch.Tensor:
     """(batch, n_mels, frames) -> (batch, frames - context + 1, context * n_mels), frame-major like the baseline."""
-    windows = logmel.unfold(-1, context, 1)  # (batch, n_mels, vectors, context)
-    return windows.permute(0, 2, 3, 1).flatten(2)
+    count = logmel.shape[-1] - context + 1
+    frames = torch.arange(count, device=logmel.device).unsqueeze(1) + torch.arange(context, device=logmel.device)
+    # indexing, not Tensor.unfold: the ONNX exporter writes unfold followed by a permute in another order
+    return logmel[..., frames].permute(0, 2, 3, 1).flatten(2)  # (batch, n_mels, vectors, context) -> frame-major
 
 
 class DenseAutoencoder(nn.Module):

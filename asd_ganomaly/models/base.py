@@ -13,7 +13,7 @@ from scipy import stats
 
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score
+from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score, section_results
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,11 @@ class AnomalyDetector(L.LightningModule):
     """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores``.
 
     ``clip_scores`` takes normalised log-mel (batch, n_mels, frames) and returns a dict of per-clip scores
-    whose ``score`` entry is the anomaly score (higher = more anomalous).
+    whose ``score`` entry is the anomaly score (higher = more anomalous). A model with ``needs_section``
+    scores a clip against its section: its ``clip_scores`` also takes each clip's section number.
     """
+
+    needs_section: bool = False
 
     def __init__(
         self,
@@ -61,16 +64,23 @@ class AnomalyDetector(L.LightningModule):
         if self.compile_net and getattr(self.net, "_compiled_call_impl", None) is None:
             self.net.compile()
 
-    def score_logmel(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_logmel(self, logmel: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Scores of raw log-mel features (normalised here), computed in float32 even inside a bf16 autocast
-        region: a latent distance between two close feature maps is below bf16's resolution."""
+        region: a latent distance between two close feature maps is below bf16's resolution. ``sections``
+        (each clip's section number) is required by a model with ``needs_section`` and ignored by the others."""
         with torch.autocast(logmel.device.type, enabled=False):
-            scores = self.clip_scores(self.normalizer(logmel.float()))
+            features = self.normalizer(logmel.float())
+            if not self.needs_section:
+                scores = self.clip_scores(features)
+            elif sections is None:
+                raise ValueError(f"{self.name} scores a clip against its section: give each clip's section")
+            else:
+                scores = self.clip_scores(features, torch.as_tensor(sections, device=logmel.device))
         return {key: value.float() for key, value in scores.items()}
 
-    def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scores of waveforms (batch, samples) at the feature sample rate."""
-        return self.score_logmel(self.features(waveforms))
+    def score_waveforms(self, waveforms: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Scores of waveforms (batch, samples) at the feature sample rate (``sections`` as in score_logmel)."""
+        return self.score_logmel(self.features(waveforms), sections)
 
     def on_fit_start(self) -> None:
         """Fit the normalisation on the DataModule's training features before the first step (a resumed run
@@ -93,7 +103,7 @@ class AnomalyDetector(L.LightningModule):
         """Fit a gamma distribution to the training normals' scores; the threshold is its quantile."""
         was_training = self.training
         self.eval()
-        scores = torch.cat([self.score_logmel(batch[0].to(self.device))["score"] for batch in batches])
+        scores = torch.cat([self.score_logmel(*(t.to(self.device) for t in batch[:2]))["score"] for batch in batches])
         self.train(was_training)
         values = scores.double().cpu().numpy()
         threshold = gamma_threshold(values, self.threshold_quantile)
@@ -102,9 +112,10 @@ class AnomalyDetector(L.LightningModule):
         return threshold
 
     def _collect(self, batch: tuple[torch.Tensor, ...]) -> None:
-        logmel, label, domain, index = batch
-        scores = self.score_logmel(logmel)
-        self._outputs.append({**scores, "label": label, "domain": domain, "index": index})
+        logmel, label, domain, index, *section = batch
+        scores = self.score_logmel(logmel, *section)
+        extra = {"section": section[0]} if section else {}
+        self._outputs.append({**scores, "label": label, "domain": domain, "index": index, **extra})
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         """Score a test batch; metrics are computed per domain at the end of the epoch."""
@@ -116,9 +127,10 @@ class AnomalyDetector(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Compute the run's results once (``test_results``, nested) and log the same values, flattened
-        (``test_metrics``): test/<domain>/{auc,pauc,precision,recall,f1}, test/hmean/{auc,pauc}, test/dcase_score."""
+        (``test_metrics``): test/<domain>/{auc,pauc,precision,recall,f1}, test/hmean/{auc,pauc}, test/dcase_score;
+        in a per-machine-type run test/sections/<NN>/<domain>/... per section instead of test/<domain>/..."""
         self.test_scores = self._gather()
-        self.test_results = self._domain_metrics(self.test_scores)
+        self.test_results = self._results(self.test_scores)
         self.test_metrics = flatten_metrics("test", self.test_results)
         self.log_dict(self.test_metrics)
 
@@ -129,6 +141,13 @@ class AnomalyDetector(L.LightningModule):
     def _gather(self) -> dict[str, torch.Tensor]:
         outputs, self._outputs = self._outputs, []
         return {key: torch.cat([o[key] for o in outputs]).cpu() for key in outputs[0]}
+
+    def _results(self, scores: dict[str, torch.Tensor]) -> dict:
+        """Per domain, or per section and domain when the DataModule holds every section (``section`` None)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if "section" in scores and datamodule is not None and getattr(datamodule, "section", 0) is None:
+            return section_results(scores, self._domain_metrics)
+        return self._domain_metrics(scores)
 
     def _domain_metrics(self, scores: dict[str, torch.Tensor]) -> dict:
         results: dict = {}

@@ -1,0 +1,98 @@
+"""LightningModule of the DCASE 2021 MobileNetV2 baseline: a section classifier trained per machine type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .base import AnomalyDetector
+from .mobilenet import SectionClassifier
+
+
+class MobileNetV2Module(AnomalyDetector):
+    """Trains ``net`` to tell the sections of a machine type apart (cross-entropy on log-mel windows); the
+    anomaly score of a clip is how little the classifier believes it belongs to its own section.
+
+    ``sections`` are the section numbers the classifier knows, in class order (a clip of section
+    ``sections[i]`` is class ``i``); the DataModule must hold every section of the machine type
+    (``data.section=all``). Each DataModule batch of clips is cut into windows, shuffled, and fed in minibatches
+    of ``windows_per_batch`` (32 in the baseline). ``max_epochs`` is the baseline's epoch count: the trainer
+    reads it (``trainer.max_epochs``), the module only records it.
+    """
+
+    needs_section = True
+
+    def __init__(
+        self,
+        net: SectionClassifier,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        sections: Sequence[int] = (0, 1, 2),
+        windows_per_batch: int = 32,
+        max_epochs: int | None = None,
+        **base: object,
+    ) -> None:
+        super().__init__(**base)
+        if len(sections) != net.n_sections or len(set(sections)) != len(sections):
+            raise ValueError(f"sections {list(sections)} must be {net.n_sections} distinct numbers (net.n_sections)")
+        self.automatic_optimization = False
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.windows_per_batch = windows_per_batch
+        self.max_epochs = max_epochs
+        self.register_buffer("section_ids", torch.tensor(list(sections), dtype=torch.long))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam, lr 1e-5 in the baseline."""
+        return self.optimizer_factory(params=self.net.parameters())
+
+    def class_index(self, sections: torch.Tensor) -> torch.Tensor:
+        """The class of each section number; a section the classifier does not know is an error."""
+        matches = sections.long().unsqueeze(1) == self.section_ids
+        if not torch.jit.is_tracing() and not bool(matches.any(1).all()):
+            unknown = sorted(set(sections.tolist()) - set(self.section_ids.tolist()))
+            raise ValueError(f"sections {unknown} are not among the model's sections {self.section_ids.tolist()}")
+        return matches.int().argmax(1)
+
+    def clip_scores(self, logmel: torch.Tensor, sections: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean over windows of log((1 - p) / p), p the softmax probability of each clip's own section."""
+        return self.net.scores(logmel, self.class_index(sections))
+
+    def on_fit_start(self) -> None:
+        """Fit the normalisation, after checking that the training clips span the classifier's sections."""
+        found = self.trainer.datamodule.sections
+        known = self.section_ids.tolist()
+        if len(found) < 2:
+            raise ValueError(
+                f"{self.name} classifies the sections of a machine type, and the training clips hold sections "
+                f"{found}: train it on all of them (data.section=all, or experiment=dev_all_types)"
+            )
+        if not set(found) <= set(known):
+            raise ValueError(
+                f"training clips of sections {found}, but the model knows sections {known}: "
+                f"set model.sections={found} and model.net.n_sections={len(found)}"
+            )
+        super().on_fit_start()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Several optimizer steps over the batch's shuffled windows; logs loss and window accuracy."""
+        optimizer = self.optimizers()
+        windows = self.net.windows(self.normalizer(batch[0]))
+        count = windows.shape[1]
+        windows = windows.reshape(-1, *windows.shape[2:])
+        targets = self.class_index(batch[1]).repeat_interleave(count)
+        order = torch.randperm(len(windows), device=windows.device)
+        total, correct = torch.zeros((), device=windows.device), torch.zeros((), device=windows.device)
+        for chunk in order.split(self.windows_per_batch):
+            logits = self.net(windows[chunk])
+            loss = F.cross_entropy(logits, targets[chunk])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"classifier loss is {loss.item()} at epoch {self.current_epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
+            total += loss.detach() * len(chunk)
+            correct += (logits.detach().argmax(1) == targets[chunk]).sum()
+        logs = {"train/loss": total / len(windows), "train/accuracy": correct / len(windows)}
+        self.log_dict(logs, on_step=True, on_epoch=True, prog_bar=True)
