@@ -15,6 +15,7 @@ from .metrics import official_score
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
+SCORE_COLUMNS = ("score_latent", "score_rec", "score_disc", "score_knn", "score_fused")
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -60,6 +61,7 @@ def run_record(
         "data_root": data_root,
         "metrics": {d: results[d] for d in DOMAINS if d in results},
         "hmean": results.get("hmean", {}),
+        "scores": results.get("scores", {}),
         "dcase_score": _dcase_score(results),
         "config": config,
     }
@@ -75,7 +77,7 @@ def _dcase_score(results: dict) -> float | None:
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
     """Per test clip: path, domain, label (1 = anomaly), every score and the 0/1 decision."""
-    names = [key for key in ("score", "score_rec", "score_disc") if key in scores]
+    names = [key for key in ("score", *SCORE_COLUMNS) if key in scores]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "domain", "label", *names, "decision"])

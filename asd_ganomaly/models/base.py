@@ -11,19 +11,34 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..bootstrap import auc_pauc_intervals
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
 from ..metrics import auc_pauc, decision_metrics, harmonic_mean
 
 log = logging.getLogger(__name__)
 
+SCORE_KEYS = {
+    "latent": "score_latent",
+    "reconstruction": "score_rec",
+    "discriminator": "score_disc",
+    "knn": "score_knn",
+    "fused": "score_fused",
+}
+"""Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
+
 
 class AnomalyDetector(L.LightningModule):
-    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores``.
+    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores`` and name their
+    ``components``, the score choices their network computes (``latent``, ``reconstruction``, ...).
 
     ``clip_scores`` takes normalised log-mel (batch, n_mels, frames) and returns a dict of per-clip scores
-    whose ``score`` entry is the anomaly score (higher = more anomalous).
+    keyed as in :data:`SCORE_KEYS` (higher = more anomalous). :meth:`score_logmel` adds ``score_fused`` (the
+    sum of the components standardised on the training normals) and ``score``, the chosen one (``score``
+    argument, default the first component).
     """
+
+    components: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -34,8 +49,16 @@ class AnomalyDetector(L.LightningModule):
         name: str = "detector",
         channels_last: bool = False,
         compile_net: bool = False,
+        score: str | None = None,
     ) -> None:
         super().__init__()
+        self.score_choice = score or self.components[0]
+        if self.score_choice not in (*self.components, "fused"):
+            raise ValueError(f"score must be one of {[*self.components, 'fused']} for {name}, not {score!r}")
+        # mean and std of each component's training scores, fitted with the threshold (for the fused score)
+        self.register_buffer("score_mean", torch.zeros(len(self.components)))
+        self.register_buffer("score_std", torch.ones(len(self.components)))
+        self.scoring_training_clips = False  # True while the training clips score themselves (calibration)
         self.feature_config = FeatureConfig(**(features or {}))
         self.features = LogMel(self.feature_config)
         self.normalizer = Normalizer(self.feature_config.n_mels, normalization, tuple(norm_range))
@@ -64,8 +87,16 @@ class AnomalyDetector(L.LightningModule):
         """Scores of raw log-mel features (normalised here), computed in float32 even inside a bf16 autocast
         region: a latent distance between two close feature maps is below bf16's resolution."""
         with torch.autocast(logmel.device.type, enabled=False):
-            scores = self.clip_scores(self.normalizer(logmel.float()))
-        return {key: value.float() for key, value in scores.items()}
+            raw = self.clip_scores(self.normalizer(logmel.float()))
+        scores = {SCORE_KEYS[name]: raw[SCORE_KEYS[name]].float() for name in self.components}
+        scores["score_fused"] = self.fuse(scores)
+        scores["score"] = scores[SCORE_KEYS[self.score_choice]]
+        return scores
+
+    def fuse(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of the component scores, each standardised by its training normals' mean and std."""
+        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.components], dim=-1)
+        return ((stacked - self.score_mean) / self.score_std).sum(-1)
 
     def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scores of waveforms (batch, samples) at the feature sample rate."""
@@ -82,13 +113,28 @@ class AnomalyDetector(L.LightningModule):
         """Fit a gamma distribution to the training normals' scores; the threshold is its quantile."""
         was_training = self.training
         self.eval()
-        scores = torch.cat([self.score_logmel(batch[0].to(self.device))["score"] for batch in batches])
-        self.train(was_training)
-        values = scores.double().cpu().numpy()
+        self.scoring_training_clips = True
+        try:
+            outputs = [self.score_logmel(batch[0].to(self.device)) for batch in batches]
+        finally:
+            self.scoring_training_clips = False
+            self.train(was_training)
+        scores = {key: torch.cat([o[key] for o in outputs]) for key in outputs[0]}
+        self.fit_fusion(scores)
+        chosen = self.fuse(scores) if self.score_choice == "fused" else scores["score"]
+        values = chosen.double().cpu().numpy()
         threshold = gamma_threshold(values, self.threshold_quantile)
         self.threshold.fill_(threshold)
         log.info("decision threshold %.6g (gamma quantile %.2f of training scores)", threshold, self.threshold_quantile)
         return threshold
+
+    @torch.no_grad()
+    def fit_fusion(self, scores: dict[str, torch.Tensor]) -> None:
+        """Store the mean and std of each component over the training normals' scores."""
+        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.components], dim=-1).double()
+        self.score_mean.copy_(stacked.mean(0))
+        std = stacked.std(0) if len(stacked) > 1 else torch.ones_like(self.score_mean, dtype=torch.float64)
+        self.score_std.copy_(std.clamp_min(1e-12))
 
     def _collect(self, batch: tuple[torch.Tensor, ...]) -> None:
         logmel, label, domain, index = batch
@@ -104,9 +150,10 @@ class AnomalyDetector(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
-        """Log test/<domain>/{auc,pauc,precision,recall,f1} and test/hmean/{auc,pauc}."""
+        """Log test/<domain>/{auc,pauc,...} of the chosen score, with 95 % intervals, and test/scores/<name>/...
+        of every score choice."""
         self.test_scores = self._gather()
-        self.test_results = self._domain_metrics(self.test_scores)
+        self.test_results = self._domain_metrics(self.test_scores, intervals=True)
         self.log_dict(_flatten("test", self.test_results))
 
     def on_validation_epoch_end(self) -> None:
@@ -118,19 +165,23 @@ class AnomalyDetector(L.LightningModule):
         outputs, self._outputs = self._outputs, []
         return {key: torch.cat([o[key] for o in outputs]).cpu() for key in outputs[0]}
 
-    def _domain_metrics(self, scores: dict[str, torch.Tensor]) -> dict:
-        results: dict = {}
+    def score_names(self) -> list[str]:
+        """The score choices whose metrics are reported: the components, and ``fused`` when there are several."""
+        return [*self.components, "fused"] if len(self.components) > 1 else list(self.components)
+
+    def _domain_metrics(self, scores: dict[str, torch.Tensor], intervals: bool = False) -> dict:
+        """Per domain AUC, pAUC (with 95 % bootstrap intervals when ``intervals``) and decision metrics of the
+        chosen score, their harmonic means, and under ``scores`` the same AUC/pAUC figures of every choice."""
+        results = _ranking_metrics(scores["score"], scores, intervals)
         decisions = scores["score"] > self.threshold.cpu()
-        for code, domain in enumerate(DOMAINS):
-            mask = scores["domain"] == code
-            if not mask.any():
-                continue
-            auc, pauc = auc_pauc(scores["score"][mask], scores["label"][mask])
-            results[domain] = {"auc": auc, "pauc": pauc}
-            if torch.isfinite(self.threshold):
-                results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
-        domains = [d for d in DOMAINS if d in results]
-        results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+        if torch.isfinite(self.threshold):
+            for code, domain in enumerate(DOMAINS):
+                if domain in results:
+                    mask = scores["domain"] == code
+                    results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
+        results["scores"] = {
+            name: _ranking_metrics(scores[SCORE_KEYS[name]], scores, intervals) for name in self.score_names()
+        }
         return results
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -154,5 +205,28 @@ def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
     return float(np.quantile(scores, quantile))
 
 
-def _flatten(stage: str, results: dict) -> dict[str, float]:
-    return {f"{stage}/{group}/{name}": value for group, values in results.items() for name, value in values.items()}
+def _ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], intervals: bool) -> dict:
+    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}} of one score."""
+    results: dict = {}
+    for code, domain in enumerate(DOMAINS):
+        mask = scores["domain"] == code
+        if not mask.any():
+            continue
+        auc, pauc = auc_pauc(values[mask], scores["label"][mask])
+        results[domain] = {"auc": auc, "pauc": pauc}
+        if intervals:
+            results[domain] |= auc_pauc_intervals(values[mask].numpy(), scores["label"][mask].numpy())
+    domains = [d for d in DOMAINS if d in results]
+    results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+    return results
+
+
+def _flatten(prefix: str, results: dict) -> dict[str, float]:
+    """Nested results as flat ``prefix/group/.../name`` keys."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            flat |= _flatten(f"{prefix}/{key}", value)
+        else:
+            flat[f"{prefix}/{key}"] = value
+    return flat
