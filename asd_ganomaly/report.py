@@ -14,6 +14,7 @@ from .data.synth import is_synthetic
 from .metrics import harmonic_mean, official_score
 from .reference import ae_baseline_hmean, report_auc
 from .runs import METRICS_FILE
+from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns, score_choice_lines
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ COLUMNS = [
     "data_root",
     "error",
     "run_dir",
+    *INTERVAL_COLUMNS,
+    *SCORE_COLUMNS,
 ]
 
 
@@ -99,6 +102,7 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
                     "auc_minus_report_ganomaly": None
                     if published["ganomaly_report"] is None
                     else ours - published["ganomaly_report"],
+                    **run_columns(metrics, domain),
                 }
             )
     return sorted(rows, key=lambda r: (r["model"], r["machine_type"], str(r["section"]), r["domain"]))
@@ -123,8 +127,9 @@ def summarise(rows: list[dict]) -> dict:
             "pairs": len(chosen),
             "ae_baseline": ae_baseline_hmean(machine),
         }
-    for summary in by_model.values():
+    for name, summary in by_model.items():
         summary["official_score"] = official_score(summary["auc"], summary["pauc"]) if summary["auc"] else None
+        summary["official_interval"] = official_interval([r for r in rows if r["model"] == name])
     return dict(by_model)
 
 
@@ -134,6 +139,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:+.3f}" if value < 0 or value > 1 else f"{value:.3f}"
     return str(value)
+
+
+def _interval(row: dict, metric: str) -> str | None:
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    return None if low is None or high is None else f"{low:.3f}-{high:.3f}"
 
 
 def _data_note(rows: list[dict]) -> list[str]:
@@ -157,14 +167,15 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
         "`report` columns are the AUCs of Tables 1/2 of the GANomaly report (DCASE 2021 dev set).",
         "",
         "| model | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
-        "AUC - report GANomaly |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "AUC - report GANomaly | AUC 95 % interval | pAUC 95 % interval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] == "completed":
             cells = [r["model"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
             cells += [r["report_ae_auc"], r["report_mobilenet_auc"], r["report_ganomaly_auc"]]
-            lines.append("| " + " | ".join(_fmt(c) for c in [*cells, r["auc_minus_report_ganomaly"]]) + " |")
+            cells += [r["auc_minus_report_ganomaly"], _interval(r, "auc"), _interval(r, "pauc")]
+            lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     lines += ["", "## Per machine type (harmonic means over sections and domains)", ""]
     lines += ["| model | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
     lines += ["|---|---|---|---|---|---|---|"]
@@ -173,9 +184,17 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
             ae = m["ae_baseline"] or (None, None)
             cells = [model, machine, m["pairs"], m["hmean_auc"], m["hmean_pauc"], ae[0], ae[1]]
             lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += score_choice_lines(rows, _fmt)
     lines += ["", "## Official score (harmonic mean of all AUC and pAUC values)", ""]
+    lines += [
+        "95 % intervals: bootstrap over the test clips (normals and anomalies of each run and domain resampled "
+        "apart, 1000 resamples), not over training seeds.",
+        "",
+    ]
     for model, s in summary.items():
-        lines.append(f"- {model}: {_fmt(s['official_score'])} over {len(s['auc'])} section-domain pairs")
+        interval = s.get("official_interval")
+        span = f" (95 % interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        lines.append(f"- {model}: {_fmt(s['official_score'])}{span} over {len(s['auc'])} section-domain pairs")
     failed = [r for s in summary.values() for r in s["failed"]]
     if failed:
         lines += ["", "## Failed or unfinished runs", ""]
