@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 EXTRAS ?= dev,launchers,export,bench
+QUALITY_ARGS ?=
 
-.PHONY: help install demo test test-all lint format bench clean
+.PHONY: help install demo test test-all lint format bench quality clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +41,9 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 
 bench: $(STAMP)  ## print feature, training and scoring throughput figures
 	$(BIN)/python benchmarks/bench.py
+
+quality: $(STAMP)  ## detection-quality benchmark on synthetic data (QUALITY_ARGS=--quick: a few minutes)
+	WANDB_SILENT=true $(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
