@@ -7,7 +7,7 @@ DEMO_DIR ?= data/demo
 EXTRAS ?= dev,launchers,export,bench
 QUALITY_ARGS ?=
 
-.PHONY: help install demo test test-all lint format bench quality clean
+.PHONY: help install demo test test-fast lint format bench quality clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,8 +28,11 @@ demo: $(STAMP) $(DEMO_DIR)/.complete  ## synthesise a small dataset, sweep all 2
 	WANDB_SILENT=true $(BIN)/asd-train experiment=demo data.root=$(DEMO_DIR)
 	$(BIN)/asd-ganomaly report outputs/demo
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(BIN)/pytest -q
+
+test-fast: $(STAMP)  ## the tests that train nothing through the CLI (about a minute)
+	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Callbacks of the training app."""
+"""Callbacks of the training app: the run's lifecycle after fit (threshold, run files) and interruptions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from .runs import METRICS_FILE, SCORES_FILE, run_record, write_json_atomic, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +18,9 @@ log = logging.getLogger(__name__)
 class InterruptCheckpoint(Callback):
     """On Ctrl-C or SIGTERM (Slurm pre-emption), save ``last.ckpt`` so the same command resumes the run.
 
-    Other exceptions (a diverged loss, say) do not overwrite the last good checkpoint.
+    Other exceptions (a diverged loss, say) do not overwrite the last good checkpoint. Lightning's
+    ``OnExceptionCheckpoint`` cannot replace it: it saves on every exception, a diverged run included, and
+    would overwrite the last good checkpoint with the broken weights.
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "last.ckpt") -> None:
@@ -30,7 +35,7 @@ class InterruptCheckpoint(Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)
         tmp.replace(self.path)
         log.warning(
             "interrupted at epoch %d, global step %d: checkpoint saved to %s; run the same command to resume",
@@ -38,3 +43,57 @@ class InterruptCheckpoint(Callback):
             trainer.global_step,
             self.path,
         )
+
+
+class ThresholdCalibration(Callback):
+    """Before testing (after fit, on the weights that are tested): the decision threshold from the training
+    normals' scores (gamma quantile, as the DCASE baselines)."""
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Calibrate ``pl_module.threshold`` on the DataModule's training clips."""
+        pl_module.calibrate_threshold(trainer.datamodule.train_eval_batches())
+
+
+class RunFiles(Callback):
+    """At the end of testing, the run folder gets ``scores.csv``, ``model.ckpt``, plots (also sent to W&B)
+    and, last, ``metrics.json``: its presence marks the run as finished.
+
+    ``info`` identifies the run in metrics.json (machine type, section, model, run id, config...).
+    """
+
+    def __init__(self, out_dir: str | Path, info: dict, plots: bool = True) -> None:
+        super().__init__()
+        self.out = Path(out_dir)
+        self.info = info
+        self.plots = plots
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the run's files from the results the module computed at the end of the test epoch."""
+        datamodule = trainer.datamodule
+        threshold = pl_module.threshold.item()
+        write_scores(self.out / SCORES_FILE, datamodule.test_clips, pl_module.test_scores, threshold)
+        trainer.save_checkpoint(self.out / "model.ckpt", weights_only=False)
+        if self.plots:
+            self._plots(trainer, pl_module)
+        record = run_record(self.info, results=pl_module.test_results, logged=pl_module.test_metrics)
+        write_json_atomic(self.out / METRICS_FILE, record)
+
+    def _plots(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from . import plots
+
+        paths = [
+            plots.plot_roc(self.out / SCORES_FILE, self.out / "roc.png"),
+            plots.plot_score_histogram(self.out / SCORES_FILE, self.out / "score_histogram.png"),
+        ]
+        if hasattr(pl_module, "reconstruct"):
+            clips, features = trainer.datamodule.test_clips, trainer.datamodule.test_features
+            picks = [next(i for i, c in enumerate(clips) if c.label == lab) for lab in ("normal", "anomaly")]
+            x, x_rec = pl_module.reconstruct(features[picks].to(pl_module.device))
+            titles = [f"{clips[i].domain} {clips[i].label} {clips[i].path.name}" for i in picks]
+            paths.append(
+                plots.plot_spectrograms(x.cpu().numpy(), x_rec.cpu().numpy(), titles, self.out / "spectrograms.png")
+            )
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):  # one key per plot: W&B shows a list of images at one size
+                for path in paths:
+                    logger.log_image(key=f"plots/{path.stem}", images=[str(path)])

@@ -43,8 +43,10 @@ def _report(args: argparse.Namespace) -> None:
     from .report import collect_runs, log_report_to_wandb, write_report
 
     csv_path, md_path = write_report(args.sweep_dir, args.out)
-    print(md_path.read_text())
-    print(f"written: {csv_path} and {md_path}")
+    text = md_path.read_text()
+    head, _, summary = text.partition("## Per machine type")  # the per-run table stays in the file
+    print("\n".join(head.splitlines()[:4]) + ("\n\n## Per machine type" + summary if summary else text))
+    print(f"written: {csv_path} (per run and domain) and {md_path}")
     if args.wandb:
         log_report_to_wandb(args.sweep_dir, collect_runs(args.sweep_dir), args.project, args.group)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc
+from scipy import stats
+from torchmetrics.functional.classification import binary_auroc, binary_f1_score, binary_precision, binary_recall
 
 MAX_FPR = 0.1
 EPS = 1e-8
@@ -21,25 +23,25 @@ def auc_pauc(scores: torch.Tensor, labels: torch.Tensor, max_fpr: float = MAX_FP
     labels = torch.as_tensor(labels).long().flatten()
     if labels.unique().numel() != 2:
         raise ValueError("AUC needs both normal (0) and anomaly (1) labels")
-    ranks = _dense_ranks(scores)
+    ranks = score_ranks(scores)
     auc = binary_auroc(ranks, labels).item()
     pauc = binary_auroc(ranks, labels, max_fpr=max_fpr).item()
     return auc, pauc
 
 
-def _dense_ranks(scores: torch.Tensor) -> torch.Tensor:
+def score_ranks(scores: torch.Tensor) -> torch.Tensor:
     """Scores mapped into [0, 1] by rank, ties kept: torchmetrics would pass values outside [0, 1] through a
     sigmoid, which saturates for large scores and would turn distinct scores into ties."""
-    _, inverse = torch.unique(scores, return_inverse=True)
+    _, inverse = torch.unique(torch.as_tensor(scores), return_inverse=True)
     return inverse.double() / max(int(inverse.max()), 1)
 
 
 def harmonic_mean(values: Iterable[float], eps: float = EPS) -> float:
-    """Harmonic mean with each value floored at ``eps``, as ``scipy.stats.hmean`` in the evaluator."""
-    floored = [max(float(v), eps) for v in values]
-    if not floored:
+    """``scipy.stats.hmean`` with each value floored at ``eps``, as the official evaluator does."""
+    floored = np.maximum(np.asarray(list(values), dtype=np.float64), eps)
+    if floored.size == 0:
         raise ValueError("harmonic mean of no values")
-    return len(floored) / sum(1.0 / v for v in floored)
+    return float(stats.hmean(floored))
 
 
 def official_score(aucs: Iterable[float], paucs: Iterable[float]) -> float:
@@ -48,13 +50,25 @@ def official_score(aucs: Iterable[float], paucs: Iterable[float]) -> float:
 
 
 def decision_metrics(decisions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Precision, recall and F1 of 0/1 decisions against 0/1 labels (1 = anomaly)."""
-    decisions = torch.as_tensor(decisions).bool().flatten()
-    labels = torch.as_tensor(labels).bool().flatten()
-    tp = (decisions & labels).sum().item()
-    fp = (decisions & ~labels).sum().item()
-    fn = (~decisions & labels).sum().item()
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    """Precision, recall and F1 (torchmetrics) of 0/1 decisions against 0/1 labels (1 = anomaly); 0 where a
+    ratio has no denominator."""
+    decisions = torch.as_tensor(decisions).long().flatten()
+    labels = torch.as_tensor(labels).long().flatten()
+    return {
+        "precision": binary_precision(decisions, labels, zero_division=0).item(),
+        "recall": binary_recall(decisions, labels, zero_division=0).item(),
+        "f1": binary_f1_score(decisions, labels, zero_division=0).item(),
+    }
+
+
+def flatten_metrics(stage: str, results: dict) -> dict[str, float]:
+    """Nested results to logger names: ``{"source": {"auc": a}, "dcase_score": s}`` ->
+    ``{"<stage>/source/auc": a, "<stage>/dcase_score": s}``. Values that are not numbers are left out."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        name = f"{stage}/{key}"
+        if isinstance(value, dict):
+            flat |= flatten_metrics(name, value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat

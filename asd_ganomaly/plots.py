@@ -9,10 +9,12 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+from torchmetrics.functional.classification import binary_roc
 
 from .data.dcase import DOMAINS
-from .metrics import auc_pauc
+from .metrics import auc_pauc, score_ranks
 
 
 def read_scores(scores_csv: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -31,12 +33,11 @@ def read_scores(scores_csv: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positive rates over all thresholds, from (0, 0) to (1, 1)."""
-    order = np.argsort(-scores, kind="stable")
-    hits = labels[order] == 1
-    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(hits.sum(), 1)])
-    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max((~hits).sum(), 1)])
-    return fpr, tpr
+    """False and true positive rates over all thresholds (torchmetrics' ``binary_roc`` on the score ranks, so
+    any score range works), from (0, 0) to (1, 1)."""
+    ranks = score_ranks(torch.as_tensor(scores, dtype=torch.float64))
+    fpr, tpr, _ = binary_roc(ranks, torch.as_tensor(labels).long(), thresholds=None)
+    return fpr.numpy(), tpr.numpy()
 
 
 def _save(figure: Figure, out: str | Path) -> Path:

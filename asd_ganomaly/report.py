@@ -9,8 +9,11 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from .data.dcase import DOMAINS
 from .data.synth import is_synthetic
+from .identity import flatten_config
 from .metrics import harmonic_mean, official_score
 from .reference import ae_baseline_hmean, report_auc
 from .runs import METRICS_FILE
@@ -19,6 +22,7 @@ from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, ru
 log = logging.getLogger(__name__)
 
 COLUMNS = [
+    "setting",
     "model",
     "machine_type",
     "section",
@@ -31,6 +35,8 @@ COLUMNS = [
     "report_ganomaly_auc",
     "auc_minus_report_ganomaly",
     "selected_on_test",
+    "run_id",
+    "varied",
     "data_root",
     "error",
     "run_dir",
@@ -52,11 +58,13 @@ def _runs(sweep_dir: Path) -> list[tuple[Path, dict | None]]:
 
 
 def _missing_row(folder: Path) -> dict:
-    machine, _, section = folder.name.rpartition("_sec")
+    """A run that started and has no metrics.json: what it is comes from the config Hydra saved."""
+    saved = OmegaConf.load(folder / ".hydra" / "config.yaml") if (folder / ".hydra" / "config.yaml").exists() else {}
     return {
-        "model": folder.parent.name,
-        "machine_type": machine,
-        "section": int(section) if section.isdigit() else "",
+        "model": OmegaConf.select(saved, "model.name", default="") if saved else "",
+        "machine_type": OmegaConf.select(saved, "data.machine_type", default="") if saved else "",
+        "section": OmegaConf.select(saved, "data.section", default="") if saved else "",
+        "run_id": folder.parent.name,
         "domain": "",
         "status": "missing",
         "error": "no metrics.json: unfinished or interrupted (run the same command again to resume)",
@@ -64,8 +72,29 @@ def _missing_row(folder: Path) -> dict:
     }
 
 
+def _domain_row(base: dict, domain: str, metrics: dict) -> dict:
+    values = metrics["metrics"][domain]
+    published = report_auc(base["machine_type"], int(base["section"]), domain)
+    gap = None if published["ganomaly_report"] is None else values["auc"] - published["ganomaly_report"]
+    return {
+        **base,
+        "domain": domain,
+        "auc": values["auc"],
+        "pauc": values["pauc"],
+        "report_ae_auc": published["ae"],
+        "report_mobilenet_auc": published["mobilenet"],
+        "report_ganomaly_auc": published["ganomaly_report"],
+        "auc_minus_report_ganomaly": gap,
+        **run_columns(metrics, domain),
+    }
+
+
 def collect_runs(sweep_dir: str | Path) -> list[dict]:
-    """One row per run and domain (failed and unfinished runs get one row each), sorted."""
+    """One row per run and domain (failed and unfinished runs get one row each), sorted.
+
+    Everything about a run (machine type, section, model, config) is read from its metrics.json, never from
+    folder names. ``setting`` is the model, or, where one model ran with several configs, model and run id.
+    """
     rows = []
     for folder, metrics in _runs(Path(sweep_dir)):
         if metrics is None:
@@ -77,6 +106,9 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
             "section": metrics["section"],
             "status": metrics["status"],
             "selected_on_test": metrics.get("selected_on_test", False),
+            "run_id": metrics.get("run_id", ""),
+            "varied": " ".join(metrics.get("varied", [])),
+            "config": metrics.get("config", {}),
             "data_root": metrics.get("data_root", ""),
             "error": metrics.get("error") or "",
             "run_dir": str(folder),
@@ -84,40 +116,42 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
         if metrics["status"] != "completed":
             rows.append({**base, "domain": ""})
             continue
-        for domain in DOMAINS:
-            values = metrics["metrics"].get(domain)
-            if values is None:
-                continue
-            published = report_auc(metrics["machine_type"], int(metrics["section"]), domain)
-            ours = values["auc"]
-            rows.append(
-                {
-                    **base,
-                    "domain": domain,
-                    "auc": ours,
-                    "pauc": values["pauc"],
-                    "report_ae_auc": published["ae"],
-                    "report_mobilenet_auc": published["mobilenet"],
-                    "report_ganomaly_auc": published["ganomaly_report"],
-                    "auc_minus_report_ganomaly": None
-                    if published["ganomaly_report"] is None
-                    else ours - published["ganomaly_report"],
-                    **run_columns(metrics, domain),
-                }
-            )
-    return sorted(rows, key=lambda r: (r["model"], r["machine_type"], str(r["section"]), r["domain"]))
+        rows += [_domain_row(base, d, metrics) for d in DOMAINS if d in metrics["metrics"]]
+    _name_settings(rows)
+    return sorted(rows, key=lambda r: (r["setting"], r["machine_type"], str(r["section"]), r["domain"]))
+
+
+def _name_settings(rows: list[dict]) -> None:
+    """``setting`` = model where the model ran with one config, else ``model [run id]``."""
+    ids: dict[str, set] = defaultdict(set)
+    for row in rows:
+        if row.get("run_id"):
+            ids[row["model"]].add(row["run_id"])
+    for row in rows:
+        several = len(ids[row["model"]]) > 1
+        row["setting"] = f"{row['model']} [{row['run_id']}]" if several and row.get("run_id") else row["model"]
+
+
+def differing_keys(rows: list[dict]) -> dict[str, dict[str, object]]:
+    """Per setting, the config keys whose values differ between the settings (machine and section aside)."""
+    configs = {}
+    for row in rows:
+        if row.get("config") and row["setting"] not in configs:
+            configs[row["setting"]] = flatten_config(row["config"])
+    keys = sorted({k for c in configs.values() for k in c if len({repr(o.get(k)) for o in configs.values()}) > 1})
+    return {setting: {k: config.get(k) for k in keys} for setting, config in configs.items()}
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per model: per-machine harmonic means, the official score, and the runs that failed or are missing."""
+    """Per setting: per-machine harmonic means, the official score, and the runs that failed or are missing."""
     by_model: dict[str, dict] = defaultdict(lambda: {"machines": {}, "failed": [], "auc": [], "pauc": []})
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        model = by_model[row["model"]]
+        model = by_model[row["setting"]]
         if row["status"] != "completed":
             model["failed"].append(row)
             continue
-        grouped[(row["model"], row["machine_type"])].append(row)
+        grouped[(row["setting"], row["machine_type"])].append(row)
         model["auc"].append(row["auc"])
         model["pauc"].append(row["pauc"])
     for (model, machine), chosen in sorted(grouped.items()):
@@ -129,7 +163,7 @@ def summarise(rows: list[dict]) -> dict:
         }
     for name, summary in by_model.items():
         summary["official_score"] = official_score(summary["auc"], summary["pauc"]) if summary["auc"] else None
-        summary["official_interval"] = official_interval([r for r in rows if r["model"] == name])
+        summary["official_interval"] = official_interval([r for r in rows if r["setting"] == name])
     return dict(by_model)
 
 
@@ -166,18 +200,18 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
         "AUC and pAUC (max FPR 0.1, standardised as in scikit-learn and the DCASE evaluator) per run and domain; "
         "`report` columns are the AUCs of Tables 1/2 of the GANomaly report (DCASE 2021 dev set).",
         "",
-        "| model | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
+        "| setting | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
         "AUC - report GANomaly | AUC 95 % interval | pAUC 95 % interval |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] == "completed":
-            cells = [r["model"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
+            cells = [r["setting"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
             cells += [r["report_ae_auc"], r["report_mobilenet_auc"], r["report_ganomaly_auc"]]
             cells += [r["auc_minus_report_ganomaly"], _interval(r, "auc"), _interval(r, "pauc")]
             lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     lines += ["", "## Per machine type (harmonic means over sections and domains)", ""]
-    lines += ["| model | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
+    lines += ["| setting | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
     lines += ["|---|---|---|---|---|---|---|"]
     for model, s in summary.items():
         for machine, m in s["machines"].items():
@@ -199,9 +233,22 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
     if failed:
         lines += ["", "## Failed or unfinished runs", ""]
         lines += [
-            f"- {r['model']} {r['machine_type']} section {r['section']}: {r['status']}: {r['error']}" for r in failed
+            f"- {r['setting']} {r['machine_type']} section {r['section']}: {r['status']}: {r['error']}" for r in failed
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _settings_table(rows)) + "\n"
+
+
+def _settings_table(rows: list[dict]) -> list[str]:
+    """Where a sweep ran several configs: one row per setting, one column per config key that differs."""
+    settings = differing_keys(rows)
+    keys = sorted({k for values in settings.values() for k in values})
+    if len(settings) < 2 or not keys:
+        return []
+    lines = ["", "## Settings (the config keys that differ between them)", ""]
+    lines += ["| setting | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for setting, values in settings.items():
+        lines.append("| " + " | ".join([setting, *(_fmt(values.get(k)) for k in keys)]) + " |")
+    return lines
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:

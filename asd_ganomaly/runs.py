@@ -9,9 +9,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from .data.dcase import DOMAINS, ClipInfo
-from .metrics import official_score
+from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, config_differences
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
@@ -39,40 +40,26 @@ def is_finished(run_dir: Path) -> bool:
     return bool(metrics) and metrics.get("status") == "completed"
 
 
-def run_record(
-    machine_type: str,
-    section: int,
-    model: str,
-    data_root: str,
-    config: dict,
-    selected_on_test: bool = False,
-    results: dict | None = None,
-    error: str | None = None,
-) -> dict:
-    """The metrics.json payload of a completed (``results``) or failed (``error``) run."""
+def run_record(info: dict, results: dict | None = None, logged: dict | None = None, error: str | None = None) -> dict:
+    """The metrics.json payload of a completed (``results``) or failed (``error``) run.
+
+    ``info`` says which run it is (machine_type, section, model, run_id, config...); ``results`` are the
+    model's nested test results, kept as they are (domains under ``metrics``); ``logged`` are the same values
+    under the names they were logged with (``test/source/auc``...), for sweepers and a W&B summary.
+    """
     results = results or {}
-    return {
-        "machine_type": machine_type,
-        "section": int(section),
-        "model": model,
+    record = {
+        **info,
+        "section": int(info["section"]),
         "status": "failed" if error else "completed",
         "error": error,
-        "selected_on_test": selected_on_test,
-        "data_root": data_root,
         "metrics": {d: results[d] for d in DOMAINS if d in results},
         "hmean": results.get("hmean", {}),
-        "scores": results.get("scores", {}),
-        "dcase_score": _dcase_score(results),
-        "config": config,
+        "dcase_score": results.get("dcase_score"),
     }
-
-
-def _dcase_score(results: dict) -> float | None:
-    """The official score restricted to one run: harmonic mean of its AUC and pAUC values."""
-    domains = [results[d] for d in DOMAINS if d in results]
-    if not domains:
-        return None
-    return official_score([d["auc"] for d in domains], [d["pauc"] for d in domains])
+    record |= {key: value for key, value in results.items() if key not in record and key not in DOMAINS}
+    record["logged"] = logged or {}
+    return record
 
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
@@ -100,3 +87,24 @@ def check_output_dir(path: Path, min_free_gb: float) -> None:
     free_gb = shutil.disk_usage(path).free / 1e9
     if free_gb < min_free_gb:
         raise OSError(f"only {free_gb:.2f} GB free under {path}; at least {min_free_gb} GB needed (min_free_disk_gb)")
+
+
+def claim_run_folder(path: Path, identity: dict, overrides: list[str]) -> None:
+    """Write the run's ``config.yaml`` (its identity) and ``overrides.txt``, or, when the folder already holds a
+    run, check it is a run of the same config: a folder of another config is refused, naming the keys that differ."""
+    stored_path = Path(path) / RUN_CONFIG_FILE
+    if stored_path.exists():
+        stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
+        differences = config_differences(stored, identity)
+        if differences:
+            raise RunConfigMismatchError(
+                f"{path} holds a run of another config ({len(differences)} keys differ: "
+                + "; ".join(differences[:10])
+                + "). Use another folder (hydra.run.dir) or delete that run."
+            )
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = stored_path.with_suffix(".tmp")
+    OmegaConf.save(OmegaConf.create(identity), tmp)
+    tmp.replace(stored_path)
+    (Path(path) / OVERRIDES_FILE).write_text("".join(f"{line}\n" for line in overrides))

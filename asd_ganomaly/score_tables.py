@@ -55,11 +55,11 @@ def score_choice_lines(rows: list[dict], fmt) -> list[str]:
     if not names:
         return []
     lines = ["", "## Every score choice (AUC / pAUC per run and domain)", ""]
-    lines += ["| model | machine | section | domain | " + " | ".join(names) + " |"]
+    lines += ["| setting | machine | section | domain | " + " | ".join(names) + " |"]
     lines += ["|---|---|---|---|" + "---|" * len(names)]
     for r in rows:
         if r["status"] == "completed":
             cells = [f"{fmt(r.get(f'auc_{n}'))} / {fmt(r.get(f'pauc_{n}'))}" for n in names]
-            head = [r["model"], r["machine_type"], r["section"], r["domain"]]
+            head = [r.get("setting", r["model"]), r["machine_type"], r["section"], r["domain"]]
             lines.append("| " + " | ".join([*map(fmt, head), *cells]) + " |")
     return lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hydra
 from lightning.pytorch import Callback
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,13 @@ def resolve_wandb_offline(value: object) -> bool:
     return bool(value)
 
 
-def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
+def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = None) -> list[Logger]:
     """Instantiate every logger node that has a ``_target_``.
 
-    A W&B logger is offline unless the user is logged in, and is started at once: if it cannot start
-    online (no network, bad key, service down) within ``init_timeout`` seconds it falls back to offline,
-    and if even that fails it is left out. W&B never fails or hangs a run.
+    A W&B logger gets ``wandb_init`` as extra ``wandb.init`` arguments (the run's config and tags), is offline
+    unless the user is logged in, and is started at once: if it cannot start online (no network, bad key,
+    service down) within ``init_timeout`` seconds it falls back to offline, and if even that fails it is left
+    out. W&B never fails or hangs a run.
     """
     loggers: list[Logger] = []
     for name, node in (config or {}).items():
@@ -50,8 +51,8 @@ def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
             continue
         node = OmegaConf.to_container(node, resolve=True)
         log.info("Instantiating logger %s <%s>", name, node["_target_"])
-        if "WandbLogger" in node["_target_"]:
-            logger = start_wandb(node)
+        if issubclass(hydra.utils.get_class(node["_target_"]), WandbLogger):
+            logger = start_wandb({**node, **(wandb_init or {})})
             if logger is not None:
                 loggers.append(logger)
         else:
@@ -59,17 +60,19 @@ def instantiate_loggers(config: DictConfig | None) -> list[Logger]:
     return loggers
 
 
-def start_wandb(node: dict) -> Logger | None:
+def start_wandb(node: dict) -> WandbLogger | None:
     """Create and start a WandbLogger from its config node, falling back to offline, then to none."""
     import wandb
 
+    node = dict(node)
+    logger_class = hydra.utils.get_class(node.pop("_target_"))
     timeout = float(node.pop("init_timeout", 60))
     offline = resolve_wandb_offline(node.pop("offline", "auto"))
     Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
     for attempt_offline in [offline] if offline else [False, True]:
         try:
-            logger = hydra.utils.instantiate(
-                node,
+            logger = logger_class(
+                **node,
                 offline=attempt_offline,
                 mode="offline" if attempt_offline else "online",
                 settings=wandb.Settings(init_timeout=timeout, silent=True),

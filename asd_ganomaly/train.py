@@ -6,57 +6,121 @@ Examples::
     asd-train data.machine_type=fan model.loss.w_rec=10 trainer.max_epochs=50
     asd-train experiment=dev_all data.root=...        # all 21 combinations (multirun)
 
-Each run writes ``metrics.json``, ``scores.csv``, ``model.ckpt`` (with the decision threshold) and plots
-into its output folder, and keeps ``checkpoints/last.ckpt`` to resume from.
+Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``, see ``identity.py``) gets
+``config.yaml``, ``metrics.json``, ``scores.csv``, ``model.ckpt`` (with the decision threshold), plots, and keeps
+``checkpoints/last.ckpt`` to resume from. The lifecycle lives in Lightning: the model fits its normalisation in
+``on_fit_start``, :class:`~asd_ganomaly.callbacks.ThresholdCalibration` sets the threshold before testing and
+:class:`~asd_ganomaly.callbacks.RunFiles` writes the files at test end.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import InterruptCheckpoint
-from .data.datamodule import SectionDataModule
-from .models.base import AnomalyDetector
+from . import console
+from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
+from .identity import (
+    RunConfigMismatchError,
+    config_hash,
+    flatten_config,
+    identity_config,
+    register_resolvers,
+    run_id,
+    varied_overrides,
+)
 from .runs import (
     METRICS_FILE,
-    SCORES_FILE,
     check_output_dir,
+    claim_run_folder,
     is_finished,
     read_metrics,
     run_record,
     write_json_atomic,
-    write_scores,
 )
 from .tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+register_resolvers()
 
 
-def _record(cfg: DictConfig, **outcome: object) -> dict:
-    return run_record(
-        machine_type=cfg.data.machine_type,
-        section=cfg.data.section,
-        model=cfg.model.name,
-        data_root=str(cfg.data.root),
-        config=OmegaConf.to_container(cfg, resolve=True),
-        selected_on_test=bool(cfg.select_on_test),
-        **outcome,
-    )
+def conf_dir() -> str:
+    """The configs shipped inside the installed package, else the checkout's top-level ``conf/``."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "conf"
+    return str(shipped if (shipped / "train.yaml").is_file() else here.parent / "conf")
 
 
-def build_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
-    """Trainer with the configured loggers and callbacks; validation runs only with select_on_test."""
+CONF_DIR = conf_dir()
+
+
+def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """The training config composed as ``asd-train`` would compose it (for tests, notebooks, benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def run_info(cfg: DictConfig) -> dict:
+    """What identifies a run in metrics.json and W&B: machine, section, model, config, its hash and label."""
+    identity = identity_config(cfg)
+    overrides = _overrides()
+    return {
+        "machine_type": cfg.data.machine_type,
+        "section": int(cfg.data.section),
+        "model": cfg.model.name,
+        "task": cfg.task_name,
+        "run_id": run_id(cfg, overrides),
+        "config_hash": config_hash(identity),
+        "overrides": overrides,
+        "varied": varied_overrides(overrides, cfg.get("identity_ignore") or []),
+        "data_root": str(cfg.data.root),
+        "selected_on_test": bool(cfg.select_on_test),
+        "config": identity,
+    }
+
+
+def _failure_info(cfg: DictConfig) -> dict:
+    """As much of :func:`run_info` as a broken config allows: the failure handler must not fail itself."""
+    try:
+        return run_info(cfg)
+    except Exception:  # a missing or unresolvable key: record what can be read
+
+        def read(path: str, default: object) -> object:
+            return OmegaConf.select(cfg, path, default=default, throw_on_resolution_failure=False)
+
+        return {
+            "machine_type": read("data.machine_type", None),
+            "section": read("data.section", -1) or 0,
+            "model": read("model.name", None),
+        }
+
+
+def wandb_init(info: dict) -> dict:
+    """Extra ``wandb.init`` arguments: the flattened config and tags for machine, section, model and overrides."""
+    tags = [info["model"], info["machine_type"], f"section_{info['section']:02d}", *info["varied"]]
+    return {"config": flatten_config(info["config"]), "tags": [tag[:64] for tag in tags]}
+
+
+def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.Trainer:
+    """Trainer with the configured loggers and callbacks plus the run's lifecycle callbacks. In a multirun no
+    progress bars or model summaries (the console shows one line per run); validation only with select_on_test."""
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    if multirun:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", save_last="link", save_top_k=1))
     callbacks.append(InterruptCheckpoint(out / "checkpoints"))
@@ -64,98 +128,78 @@ def build_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
         callbacks.append(
             ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/source/auc", mode="max")
         )
-    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks += [ThresholdCalibration(), RunFiles(out, info, plots=cfg.plots)]
+    quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
     return hydra.utils.instantiate(
         cfg.trainer,
-        logger=loggers or False,
+        logger=instantiate_loggers(cfg.get("logger"), wandb_init(info)) or False,
         callbacks=callbacks,
         limit_val_batches=1.0 if cfg.select_on_test else 0,
+        **quiet,
     )
 
 
-def train(cfg: DictConfig) -> dict:
-    """Fit, calibrate the threshold, test, and write the run's files. Returns the metrics.json payload."""
+def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
+    """Fit and test one run (or skip it when finished before); returns its test metrics by logged name."""
     out = Path(cfg.paths.output_dir)
+    info = run_info(cfg)
+    claim_run_folder(out, info["config"], info["overrides"])
     if cfg.skip_finished and is_finished(out):
         log.info("skipping %s: finished before (%s exists)", out, METRICS_FILE)
-        return read_metrics(out)
+        return read_metrics(out).get("logged", {})
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule: SectionDataModule = hydra.utils.instantiate(cfg.data)
-    model: AnomalyDetector = hydra.utils.instantiate(cfg.model)
+    datamodule = hydra.utils.instantiate(cfg.data, progress=bool(cfg.data.progress) and not multirun)
+    model = hydra.utils.instantiate(cfg.model)
     model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    trainer = build_trainer(cfg, out)
-    datamodule.trainer = trainer  # features are computed on the trainer's device
-    datamodule.setup("fit")
-    model.fit_normalizer(datamodule.train_features)
+    trainer = build_trainer(cfg, out, info, multirun)
 
     last = out / "checkpoints" / "last.ckpt"
     resume_from = str(last) if cfg.resume and last.exists() else None
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
-    if cfg.select_on_test:
-        best = torch.load(out / "checkpoints" / "best.ckpt", map_location=model.device, weights_only=False)
-        model.load_state_dict(best["state_dict"])
-    model.calibrate_threshold(datamodule.train_eval_batches())
-    trainer.test(model, datamodule=datamodule)
-    trainer.save_checkpoint(out / "model.ckpt")
-
-    write_scores(out / SCORES_FILE, datamodule.test_clips, model.test_scores, model.threshold.item())
-    record = _record(cfg, results=model.test_results)
-    if cfg.plots:
-        save_plots(out, model, datamodule, trainer)
-    write_json_atomic(out / METRICS_FILE, record)
-    return record
-
-
-def save_plots(out: Path, model: AnomalyDetector, datamodule: SectionDataModule, trainer: L.Trainer) -> None:
-    """ROC curves, score histograms and input/reconstruction spectrograms as PNG, also sent to W&B."""
-    from . import plots
-
-    paths = [
-        plots.plot_roc(out / SCORES_FILE, out / "roc.png"),
-        plots.plot_score_histogram(out / SCORES_FILE, out / "score_histogram.png"),
-    ]
-    if hasattr(model, "reconstruct"):
-        clips = datamodule.test_clips
-        picks = [next(i for i, c in enumerate(clips) if c.label == lab) for lab in ("normal", "anomaly")]
-        x, x_rec = model.reconstruct(datamodule.test_features[picks].to(model.device))
-        titles = [f"{clips[i].domain} {clips[i].label} {clips[i].path.name}" for i in picks]
-        paths.append(plots.plot_spectrograms(x.cpu().numpy(), x_rec.cpu().numpy(), titles, out / "spectrograms.png"))
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.log_image(key="plots", images=[str(p) for p in paths], caption=[p.stem for p in paths])
+    best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
+    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=not multirun)
+    return {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point. In a multirun a failed job is recorded and the sweep goes on."""
+    """Hydra entry point. In a multirun a failed job is recorded and the sweep goes on, and the console gets
+    one line per run (the full output is in the run's train.log)."""
     out = Path(cfg.paths.output_dir)
-    try:
-        record = train(cfg)
-    except Exception as error:
-        log.exception("run %s failed", out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / METRICS_FILE, _record(cfg, error=f"{type(error).__name__}: {error}"))
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return None
-        raise
-    finally:
-        finish_wandb()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    console.route_library_logs()
+    started, metrics = time.monotonic(), {}
+    status = "skipped (finished before)" if cfg.skip_finished and is_finished(out) else "completed"
+    with console.quiet_console(multirun):
+        try:
+            metrics = train(cfg, multirun)
+        except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
+            status = "refused"
+            log.error("%s", error)
+            if not multirun:
+                raise
+        except Exception as error:
+            status = "failed"
+            log.exception("run %s failed", out)
+            out.mkdir(parents=True, exist_ok=True)
+            record = run_record(_failure_info(cfg), error=f"{type(error).__name__}: {error}")
+            write_json_atomic(out / METRICS_FILE, record)
+            if not multirun:
+                raise
+        finally:
+            finish_wandb()
+        if multirun:
+            name = f"{cfg.model.name} {cfg.data.machine_type} sec{cfg.data.section}"
+            seconds = time.monotonic() - started
+            logging.getLogger(console.SWEEP_LOGGER).info(
+                console.run_summary(HydraConfig.get().job.num, name, metrics, seconds, status)
+            )
     metric = cfg.get("optimized_metric")
-    return _lookup(record, metric) if metric else None
-
-
-def _lookup(record: dict, metric: str) -> float | None:
-    """``test/source/auc`` -> record["metrics"]["source"]["auc"]; ``test/hmean/auc`` -> record["hmean"]["auc"];
-    ``dcase_score`` -> record["dcase_score"]."""
-    if "/" not in metric:
-        return record.get(metric)
-    _, group, name = metric.split("/")
-    values = record.get("hmean", {}) if group == "hmean" else record.get("metrics", {}).get(group, {})
-    return values.get(name)
+    return metrics.get(metric) if metric else None
 
 
 if __name__ == "__main__":

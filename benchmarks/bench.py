@@ -19,7 +19,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -27,7 +26,7 @@ from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.data.synth import write_synthetic_dataset
-from asd_ganomaly.train import CONF_DIR
+from asd_ganomaly.train import compose_config
 
 SWEEP_CLIPS, SWEEP_SECTIONS = 1003, 21
 EPOCHS = {"ganomaly": 300, "ganomaly_authors": 150, "ganomaly_small": 300, "ae_baseline": 100}
@@ -124,8 +123,7 @@ def bench_features(files: list[Path], device: torch.device, repeats: int) -> Non
 
 def build_module(model: str, device: torch.device, channels_last: bool) -> L.LightningModule:
     """The LightningModule of a model config, normalisation fitted on random features."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model}", f"model.channels_last={channels_last}"])
+    cfg = compose_config(f"model={model}", f"model.channels_last={channels_last}")
     module = instantiate(cfg.model)
     module.fit_normalizer(torch.randn(4, 128, 312) * 10 - 40)
     return module.to(device)

@@ -115,3 +115,48 @@ def tiny_sweep(synthetic_root, tmp_path_factory):
     ]
     result = run_cli(args, cwd=work)
     return work / "logs" / "dev_all", result
+
+
+def find_run(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
+    """The one run folder of ``machine``/``section`` below ``log_dir``, wherever its config put it
+    (``<task>/<model>/<label>-<hash>/<machine>_sec<section>``)."""
+    found = [p for p in Path(log_dir).rglob(f"{machine}_sec{section}") if (p / "config.yaml").exists()]
+    assert len(found) == 1, f"expected one run folder of {machine} section {section} below {log_dir}: {found}"
+    return found[0]
+
+
+def read_wandb_run(folder: Path) -> dict:
+    """The offline W&B run below ``folder``, read with wandb's own reader (``wandb leet inspect --json``):
+    name, group, tags, config, summary and exit code. Fails unless the run was finished and flushed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = list(Path(folder).rglob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, f"expected one offline W&B run below {folder}: {runs}"
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    result = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--json", str(runs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WANDB_SILENT": "true"},
+    )
+    assert result.returncode == 0, result.stderr
+    run: dict = {"config": {}, "summary": {}, "exit_code": None}
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        kind = record.get("type")
+        if kind == "run":
+            body = record["run"]
+            run |= {"name": body.get("display_name"), "group": body.get("run_group"), "tags": body.get("tags", [])}
+            run["config"] |= body.get("config", {}).get("update", {})
+        elif kind == "config":
+            run["config"] |= record["config"].get("update", {})
+        elif kind == "summary":
+            run["summary"] |= record["summary"].get("update", {})
+        elif kind == "exit":
+            run["exit_code"] = record["exit"].get("exit_code", 0)
+    assert run["exit_code"] == 0, f"the W&B run {runs[0]} was not finished: {run}"
+    return run

@@ -4,18 +4,16 @@ features kept on the device, torch.compile."""
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.data.synth import write_synthetic_dataset
-from asd_ganomaly.train import CONF_DIR
+from asd_ganomaly.train import compose_config
 
 
 def trained_small_module(**overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=ganomaly_small", "data.features.frames=64"])
+    cfg = compose_config("model=ganomaly_small", "data.features.frames=64")
     module = instantiate(cfg.model, **overrides)
     torch.manual_seed(0)
     gains = torch.linspace(0.2, 3.0, 32).view(32, 1, 1)  # clips far apart, so their scores are too

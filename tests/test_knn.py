@@ -4,7 +4,7 @@ import csv
 
 import pytest
 import torch
-from conftest import SMALL_RUN, run_cli
+from conftest import SMALL_RUN, find_run, run_cli
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.models.knn import KNNDetector, clip_statistics
@@ -70,9 +70,10 @@ def knn_run(synthetic_root, tmp_path_factory):
         "plots=false",
     ]
     run_cli(args, cwd=work)
-    return work / "logs" / "train" / "knn_baseline" / "fan_sec0"
+    return find_run(work / "logs")
 
 
+@pytest.mark.slow
 def test_knn_baseline_detects_clearly_anomalous_clips(knn_run):
     metrics = read_metrics(knn_run)
     assert metrics["status"] == "completed" and metrics["model"] == "knn_baseline"
@@ -84,6 +85,7 @@ def test_knn_baseline_detects_clearly_anomalous_clips(knn_run):
     assert sum(r["decision"] == "1" for r in normals) < len(normals) / 2, "leave-one-out keeps the threshold up"
 
 
+@pytest.mark.slow
 def test_knn_checkpoint_scores_the_test_clips_again(knn_run, synthetic_root, tmp_path):
     detector = load_detector(knn_run / "model.ckpt")
     assert detector.net.bank.shape[0] == 96 + 3  # source and target training clips of fan section 0

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.datamodule import TensorBatches
@@ -11,12 +10,7 @@ from asd_ganomaly.metrics import auc_pauc, decision_metrics, harmonic_mean, offi
 from asd_ganomaly.models.ganomaly import Decoder, Encoder, GANomaly
 from asd_ganomaly.models.lit_ganomaly import GANomalyModule, TrainingDivergedError
 from asd_ganomaly.models.loss import GeneratorLoss
-from asd_ganomaly.train import CONF_DIR
-
-
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+from asd_ganomaly.train import compose_config
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import SMALL_RUN, run_cli
+from conftest import SMALL_RUN, find_run, run_cli
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from test_model import compose_config
@@ -97,8 +97,9 @@ def reconstruction_run(synthetic_root, tmp_path_factory):
     return work / "logs" / "train"
 
 
+@pytest.mark.slow
 def test_metrics_carry_every_score_and_intervals(reconstruction_run):
-    run = reconstruction_run / "ganomaly_small" / "fan_sec0"
+    run = find_run(reconstruction_run)
     metrics = read_metrics(run)
     assert set(metrics["scores"]) == {"latent", "reconstruction", "discriminator", "fused"}
     for domain in ("source", "target"):
@@ -111,8 +112,9 @@ def test_metrics_carry_every_score_and_intervals(reconstruction_run):
     assert all(r["score"] == r["score_rec"] for r in rows) and any(r["score"] != r["score_latent"] for r in rows)
 
 
+@pytest.mark.slow
 def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_root, tmp_path):
-    run = reconstruction_run / "ganomaly_small" / "fan_sec0"
+    run = find_run(reconstruction_run)
     assert load_detector(run / "model.ckpt").score_choice == "reconstruction"
     out = tmp_path / "scores.csv"
     clips = str(synthetic_root / "fan" / "source_test")
@@ -124,10 +126,11 @@ def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_r
     assert own and all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
 
 
+@pytest.mark.slow
 def test_report_shows_every_score_and_the_official_interval(reconstruction_run, tmp_path):
     _, md_path = write_report(reconstruction_run, tmp_path)
     text = md_path.read_text()
-    assert "| model | machine | section | domain | latent | reconstruction | discriminator | fused |" in text
+    assert "| setting | machine | section | domain | latent | reconstruction | discriminator | fused |" in text
     line = next(line for line in text.splitlines() if line.startswith("- ganomaly_small:"))
     point = float(line.split()[2])
     low, high = (float(v) for v in line.split("95 % interval ")[1].split(")")[0].split("-"))

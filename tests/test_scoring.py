@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from conftest import SMALL_RUN, real_machine_layout, run_cli
+from conftest import SMALL_RUN, find_run, real_machine_layout, run_cli
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
@@ -37,19 +37,24 @@ def run(synthetic_root, tmp_path_factory):
         "plots=false",
     ]
     run_cli(args, cwd=work)
-    return work / "logs" / "train" / "ganomaly_small" / "fan_sec0"
+    return find_run(work / "logs", "fan")
 
 
+@pytest.mark.slow
 def test_scores_of_a_checkpoint_equal_the_runs_own_test_scores(run, tmp_path):
     detector = load_detector(run / "model.ckpt")
     own = {row["path"]: float(row["score"]) for row in read_csv(run / "scores.csv")}
     counts = score_files(detector, sorted(own), tmp_path / "s.csv", batch_size=7, progress=False)
-    assert counts == {"scored": len(own), "failed": 0, "anomalies": counts["anomalies"]}
-    rescored = {row["path"]: float(row["score"]) for row in read_csv(tmp_path / "s.csv")}
+    rows = read_csv(tmp_path / "s.csv")
+    decided = sum(row["decision"] == "1" for row in rows)
+    assert counts == {"scored": len(own), "failed": 0, "anomalies": decided}
+    assert decided == sum(float(row["score"]) > detector.threshold.item() for row in rows)
+    rescored = {row["path"]: float(row["score"]) for row in rows}
     assert rescored.keys() == own.keys()
     assert all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
 
 
+@pytest.mark.slow
 def test_threshold_is_the_gamma_quantile_of_training_scores(run, synthetic_root, tmp_path):
     detector = load_detector(run / "model.ckpt")
     train = sorted((synthetic_root / "fan" / "train").glob("section_00_*.wav"))
@@ -61,6 +66,7 @@ def test_threshold_is_the_gamma_quantile_of_training_scores(run, synthetic_root,
     assert float(detector.threshold) == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_folder_scoring_reports_bad_files_and_honours_a_threshold(run, synthetic_root, tmp_path):
     folder = tmp_path / "clips"
     shutil.copytree(synthetic_root / "fan" / "source_test", folder)
@@ -77,6 +83,7 @@ def test_folder_scoring_reports_bad_files_and_honours_a_threshold(run, synthetic
     assert all(r["decision"] == "0" for r in read_csv(out) if r["status"] == "ok")
 
 
+@pytest.mark.slow
 def test_wrong_files_as_checkpoint_give_clear_errors(run, tmp_path, synthetic_root):
     wav = next((synthetic_root / "fan" / "train").glob("*.wav"))
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint .it is a WAV file"):
@@ -104,6 +111,7 @@ def test_wrong_files_as_checkpoint_give_clear_errors(run, tmp_path, synthetic_ro
     assert cli_main(["score", "--ckpt", str(wav), str(wav)]) == 1
 
 
+@pytest.mark.slow
 def test_no_threshold_leaves_decisions_empty_and_an_empty_folder_is_an_error(run, synthetic_root, tmp_path):
     detector = load_detector(run / "model.ckpt")
     clips = sorted((synthetic_root / "fan" / "source_test").glob("*.wav"))[:3]
@@ -122,6 +130,7 @@ def test_conv_logmel_matches_the_package_features(synthetic_root):
     assert torch.allclose(ConvLogMel(detector_features)(wave), detector_features(wave), atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("include_features", [False, True])
 def test_onnx_scores_equal_pytorch(run, synthetic_root, tmp_path, include_features):
     detector = load_detector(run / "model.ckpt")
@@ -136,6 +145,7 @@ def test_onnx_scores_equal_pytorch(run, synthetic_root, tmp_path, include_featur
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_real_clips_end_to_end(realdata, tmp_path):
     """Train a small model on real DCASE 2020 normal clips and score the other real clips."""
     root = tmp_path / "data"
@@ -156,7 +166,7 @@ def test_real_clips_end_to_end(realdata, tmp_path):
         "plots=false",
     ]
     run_cli(args, cwd=tmp_path)
-    ckpt = tmp_path / "logs" / "train" / "ganomaly_small" / "machine_sec0" / "model.ckpt"
+    ckpt = find_run(tmp_path / "logs", "machine") / "model.ckpt"
     out = tmp_path / "real.csv"
     run_cli(["asd_ganomaly.cli", "score", "--ckpt", str(ckpt), *map(str, rest), "--out", str(out)], cwd=tmp_path)
     rows = read_csv(out)

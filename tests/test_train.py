@@ -2,16 +2,18 @@
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RUN, run_cli
+from conftest import SMALL_RUN, find_run, read_wandb_run, run_cli
+
+pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
 
-def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, **kwargs):
+def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, multirun: bool = False, **kwargs):
     args = [
         "asd_ganomaly.train",
+        *(["-m"] if multirun else []),
         f"data.root={root}",
         f"paths.log_dir={log_dir}",
         f"paths.cache_dir={log_dir.parent / 'cache'}",
@@ -21,8 +23,8 @@ def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, **kwar
     return run_cli(args, cwd=log_dir.parent, check=check, **kwargs)
 
 
-def run_dir(log_dir: Path, machine: str = "fan", section: int = 0, model: str = "ganomaly_small") -> Path:
-    return log_dir / "train" / model / f"{machine}_sec{section}"
+def run_dir(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
+    return find_run(log_dir, machine, section)
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -51,26 +53,56 @@ def test_run_writes_metrics_scores_checkpoint_and_detects_clear_anomalies(traine
     assert (trained / "roc.png").stat().st_size > 1000
 
 
-def test_wandb_offline_run_holds_the_test_metrics(trained):
-    runs = list((trained / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1, "one offline W&B run per training run"
-    record = runs[0].read_bytes()  # protobuf records: keys and JSON values are stored as plain strings
+def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
+    wandb_run = read_wandb_run(trained)
     metrics = json.loads((trained / "metrics.json").read_text())
+    assert wandb_run["config"]["model.loss.w_rec"] == 50.0 and wandb_run["config"]["data.machine_type"] == "fan"
+    assert wandb_run["config"]["model.optimizer_g.lr"] == metrics["config"]["model"]["optimizer_g"]["lr"]
+    assert {"ganomaly_small", "fan", "section_00", "trainer.max_epochs=25"} <= set(wandb_run["tags"])
+    assert wandb_run["group"] == f"train/ganomaly_small/{metrics['run_id']}"
+    assert wandb_run["name"].startswith("ganomaly_small fan sec0 ") and "max_epochs-25" in wandb_run["name"]
     for domain in ("source", "target"):
         for name in ("auc", "pauc"):
-            key = f"test/{domain}/{name}".encode()
-            value = json.dumps(metrics["metrics"][domain][name]).encode()
-            found = re.search(re.escape(key) + rb"(?![_\w])", record)  # not test/source/auc_low and the like
-            assert found and value in record[found.start() : found.start() + 64]
-    assert b"train/loss_g" in record and b"fan_sec0" in record
+            logged = wandb_run["summary"][f"test/{domain}/{name}"]
+            assert logged == pytest.approx(metrics["metrics"][domain][name], abs=1e-6)
+    assert wandb_run["summary"]["test/dcase_score"] == pytest.approx(metrics["dcase_score"], abs=1e-6)
+    assert metrics["logged"]["test/dcase_score"] == pytest.approx(metrics["dcase_score"])
+    assert "train/loss_g_epoch" in wandb_run["summary"]
     assert list((trained / "csv").glob("metrics.csv")), "the CSV logger runs beside W&B"
 
 
-def test_loss_weight_override_reaches_the_run(synthetic_root, tmp_path):
+def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=1", "model.loss.w_rec=7.5", "logger=csv", "plots=false")
-    metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
-    assert metrics["config"]["model"]["loss"]["w_rec"] == 7.5
+    common = ("trainer.max_epochs=1", "logger=csv", "plots=false")
+    train(synthetic_root, log_dir, "model.loss.w_rec=7.5,50", *common, multirun=True)
+    runs = sorted(log_dir.rglob("metrics.json"))
+    records = [json.loads(p.read_text()) for p in runs]
+    assert sorted(r["config"]["model"]["loss"]["w_rec"] for r in records) == [7.5, 50.0]
+    assert len({p.parent.parent.name for p in runs}) == 2, "each loss weight gets its own folder"
+    assert {r["varied"][0] for r in records} == {"model.loss.w_rec=7.5", "model.loss.w_rec=50"}
+    scores = [[row["score"] for row in read_scores(p.parent / "scores.csv")] for p in runs]
+    assert scores[0] != scores[1], "the two loss weights trained two different models"
+    for path, record in zip(runs, records, strict=True):
+        assert path.parent.parent.name == record["run_id"] and record["run_id"].endswith(record["config_hash"])
+        assert (path.parent / "config.yaml").exists() and "model.loss.w_rec" in (
+            path.parent / "overrides.txt"
+        ).read_text()
+    # the same sweep again skips both; a third weight is a new run, never a reused one
+    again = train(synthetic_root, log_dir, "model.loss.w_rec=7.5,50", *common, multirun=True)
+    assert (again.stdout + again.stderr).count("skipped (finished before)") == 2
+    third = train(synthetic_root, log_dir, "model.loss.w_rec=20", *common)
+    assert "skipping" not in third.stdout + third.stderr
+    assert len(list(log_dir.rglob("metrics.json"))) == 3
+
+
+def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic_root, tmp_path):
+    log_dir, folder = tmp_path / "logs", tmp_path / "fixed"
+    common = ("trainer.max_epochs=1", "logger=csv", "plots=false", f"hydra.run.dir={folder}")
+    train(synthetic_root, log_dir, "model.loss.w_rec=7.5", *common)
+    result = train(synthetic_root, log_dir, "model.loss.w_rec=10", *common, check=False)
+    assert result.returncode != 0
+    assert "holds a run of another config" in result.stderr and "model.loss.w_rec: 7.5 -> 10" in result.stderr
+    assert json.loads((folder / "metrics.json").read_text())["config"]["model"]["loss"]["w_rec"] == 7.5
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(synthetic_root, tmp_path):

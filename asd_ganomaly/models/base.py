@@ -14,7 +14,7 @@ from scipy import stats
 from ..bootstrap import auc_pauc_intervals
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..metrics import auc_pauc, decision_metrics, harmonic_mean
+from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class AnomalyDetector(L.LightningModule):
         self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
         self.test_results: dict = {}
+        self.test_metrics: dict[str, float] = {}
         self.test_scores: dict[str, torch.Tensor] = {}
 
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,6 +102,16 @@ class AnomalyDetector(L.LightningModule):
     def score_waveforms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scores of waveforms (batch, samples) at the feature sample rate."""
         return self.score_logmel(self.features(waveforms))
+
+    def on_fit_start(self) -> None:
+        """Fit the normalisation on the DataModule's training features before the first step (a resumed run
+        keeps the fitted one; without a DataModule it must have been fitted before)."""
+        if bool(self.normalizer.fitted):
+            return
+        features = getattr(self.trainer.datamodule, "train_features", None)
+        if features is None:
+            raise RuntimeError("the normalisation is not fitted and there is no DataModule with training features")
+        self.fit_normalizer(features)
 
     @torch.no_grad()
     def fit_normalizer(self, train_features: torch.Tensor) -> None:
@@ -150,16 +161,17 @@ class AnomalyDetector(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
-        """Log test/<domain>/{auc,pauc,...} of the chosen score, with 95 % intervals, and test/scores/<name>/...
-        of every score choice."""
+        """Compute the run's results once (``test_results``, nested, with 95 % intervals of AUC and pAUC and every
+        score choice's figures under ``scores``) and log the same values, flattened (``test_metrics``):
+        test/<domain>/{auc,pauc,auc_low,...,f1}, test/hmean/{auc,pauc}, test/dcase_score, test/scores/<name>/..."""
         self.test_scores = self._gather()
         self.test_results = self._domain_metrics(self.test_scores, intervals=True)
-        self.log_dict(_flatten("test", self.test_results))
+        self.test_metrics = flatten_metrics("test", self.test_results)
+        self.log_dict(self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
         """Log val/<domain>/auc and pauc (test labels: optimistic selection)."""
-        results = self._domain_metrics(self._gather())
-        self.log_dict(_flatten("val", results))
+        self.log_dict(flatten_metrics("val", self._domain_metrics(self._gather())))
 
     def _gather(self) -> dict[str, torch.Tensor]:
         outputs, self._outputs = self._outputs, []
@@ -206,7 +218,8 @@ def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
 
 
 def _ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], intervals: bool) -> dict:
-    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}} of one score."""
+    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}, dcase_score} of one
+    score."""
     results: dict = {}
     for code, domain in enumerate(DOMAINS):
         mask = scores["domain"] == code
@@ -218,15 +231,5 @@ def _ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], inte
             results[domain] |= auc_pauc_intervals(values[mask].numpy(), scores["label"][mask].numpy())
     domains = [d for d in DOMAINS if d in results]
     results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+    results["dcase_score"] = official_score([results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains])
     return results
-
-
-def _flatten(prefix: str, results: dict) -> dict[str, float]:
-    """Nested results as flat ``prefix/group/.../name`` keys."""
-    flat: dict[str, float] = {}
-    for key, value in results.items():
-        if isinstance(value, dict):
-            flat |= _flatten(f"{prefix}/{key}", value)
-        else:
-            flat[f"{prefix}/{key}"] = value
-    return flat

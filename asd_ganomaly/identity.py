@@ -1,0 +1,133 @@
+"""A run's identity: the resolved config minus the keys that cannot change its result, its short hash, and a
+readable label made of the command line's overrides.
+
+Run folders are ``<log_dir>/<task>/<model>/<label>-<hash>/<machine>_sec<section>``: two configs that differ in
+anything that changes a result (loss weights, optimizer, features, epochs, seed, data root...) never share a
+folder, and the same command finds its own folder again (to resume or to skip a finished run). The keys left
+out are listed in ``identity_ignore`` (``conf/train.yaml``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+RUN_CONFIG_FILE = "config.yaml"
+OVERRIDES_FILE = "overrides.txt"
+GRID_KEYS = ("data.machine_type", "data.section")
+# overrides that are already in the folder path (task, model) or too long to be a label (paths)
+LABEL_SKIP = ("experiment", "model", "hparams_search", "data.root", *GRID_KEYS)
+
+
+class RunConfigMismatchError(RuntimeError):
+    """A run folder holds a run of another config."""
+
+
+def identity_config(cfg: DictConfig) -> dict:
+    """The resolved config without the ``identity_ignore`` keys (and without Hydra's own node)."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra", None)
+    ignore = list(cfg.get("identity_ignore") or [])
+    copy = OmegaConf.create(container)
+    with_paths = copy.get("paths")
+    if isinstance(with_paths, DictConfig) and "output_dir" in with_paths:
+        with_paths.output_dir = "<run folder>"  # the run folder is what is being named
+    for key in ignore:
+        _drop(copy, key)
+    return OmegaConf.to_container(copy, resolve=True)
+
+
+def _drop(cfg: DictConfig, dotted: str) -> None:
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if isinstance(node, DictConfig) and leaf in node:
+        del node[leaf]
+
+
+def config_hash(identity: Mapping) -> str:
+    """Eight hex digits of the SHA-1 of the identity config as sorted JSON."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def varied_overrides(overrides: Iterable[str], ignore: Iterable[str] = ()) -> list[str]:
+    """The command line's ``key=value`` overrides that say how this run differs from the defaults: without the
+    machine/section grid, the model and experiment choices, paths and the ignored keys."""
+    ignore = tuple(ignore)
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in LABEL_SKIP or any(key == s or key.startswith((f"{s}.", f"{s}@")) for s in ignore):
+            continue
+        kept.append(override.lstrip("+~"))
+    return sorted(kept, key=lambda o: not o.startswith("model"))  # the model's keys first: they lead the label
+
+
+def run_label(overrides: Iterable[str], ignore: Iterable[str] = (), max_length: int = 48) -> str:
+    """A short label of the varied overrides, safe as a folder name and inside a Hydra override:
+    ``model.loss.w_rec=10 model.optimizer_g.lr=0.001`` -> ``w_rec-10+lr-0.001``; ``default`` when none."""
+    parts = []
+    for override in varied_overrides(overrides, ignore):
+        key, _, value = override.partition("=")
+        parts.append(f"{key.rsplit('.', 1)[-1].rsplit('@', 1)[-1]}-{value}")
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", "+".join(parts))[:max_length].rstrip("+-_")
+    return label or "default"
+
+
+def run_id(cfg: DictConfig, overrides: Iterable[str]) -> str:
+    """``<label>-<hash>``: the name of the folder that holds one config's runs."""
+    ignore = list(cfg.get("identity_ignore") or [])
+    return f"{run_label(overrides, ignore)}-{config_hash(identity_config(cfg))}"
+
+
+def config_differences(stored: Mapping, requested: Mapping, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested configs (added and removed keys included)."""
+    keys = []
+    for key in sorted(set(stored) | set(requested), key=str):
+        a, b = stored.get(key, "<absent>"), requested.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return keys
+
+
+def flatten_config(config: Mapping, prefix: str = "") -> dict:
+    """``{"model": {"loss": {"w_rec": 50}}}`` -> ``{"model.loss.w_rec": 50}`` (lists kept as values)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            flat |= flatten_config(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def register_resolvers() -> None:
+    """``${run_id:}`` and ``${run_label:}`` for the run folder and W&B names (computed from the whole config)."""
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", _resolve_run_id)
+    if not OmegaConf.has_resolver("run_label"):
+        OmegaConf.register_new_resolver("run_label", _resolve_run_label)
+
+
+def _task_overrides(root: DictConfig) -> list[str]:
+    """The command line's overrides: from the root's Hydra node while Hydra sets up the job, else from the
+    running job's Hydra config (a job's own config has no ``hydra`` node)."""
+    if "hydra" in root:
+        return list(OmegaConf.select(root, "hydra.overrides.task", default=[]) or [])
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _resolve_run_id(*, _root_: DictConfig) -> str:
+    return run_id(_root_, _task_overrides(_root_))
+
+
+def _resolve_run_label(*, _root_: DictConfig) -> str:
+    return run_label(_task_overrides(_root_), list(_root_.get("identity_ignore") or []))
