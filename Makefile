@@ -7,7 +7,7 @@ DEMO_DIR ?= data/demo
 EXTRAS ?= dev,launchers,export,bench
 QUALITY_ARGS ?=
 
-.PHONY: help install demo test test-fast lint format bench quality clean
+.PHONY: help install demo test test-fast lint format bench quality clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ bench: $(STAMP)  ## print feature, training and scoring throughput figures
 
 quality: $(STAMP)  ## detection-quality benchmark on synthetic data (QUALITY_ARGS=--quick: a few minutes)
 	WANDB_SILENT=true $(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
+
+slurm-up:  ## start a one-node Slurm cluster here (root; installs slurm-wlm and munge when missing)
+	bash tests/slurm/up.sh
+
+slurm-down:  ## stop the cluster of slurm-up and remove its state
+	bash tests/slurm/down.sh
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

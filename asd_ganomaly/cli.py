@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .data.dcase import MACHINE_TYPES
+from .errors import UserError
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -54,8 +55,10 @@ def _report(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     import math
 
-    from .scoring import load_detector, score_files
+    from .outputs import check_output
+    from .scoring import is_listed, load_detector, score_files
 
+    check_output(args.out, [args.ckpt, *args.inputs], picked=is_listed)
     detector = load_detector(args.ckpt, device=args.device)
     threshold = float(detector.threshold) if args.threshold is None else args.threshold
     counts = score_files(
@@ -77,8 +80,10 @@ def _score(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from .export import export_onnx
+    from .outputs import check_output
     from .scoring import load_detector
 
+    check_output(args.onnx, [args.ckpt], flag="--onnx")
     path = export_onnx(load_detector(args.ckpt), args.onnx, include_features=args.include_features)
     print(f"exported {'waveform' if args.include_features else 'log-mel'} scorer to {path}")
 
@@ -141,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.func(args)
-    except (ValueError, OSError, RuntimeError) as error:
+    except (UserError, ValueError, OSError, RuntimeError) as error:
         print(f"asd-ganomaly {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,7 @@ from torch import nn
 
 from .data.features import LogMel
 from .models.base import AnomalyDetector
+from .outputs import atomic_output
 
 
 class ConvLogMel(nn.Module):
@@ -96,18 +97,17 @@ def export_onnx(
             "this model scores with batch statistics (bn_train_mode_at_test): a per-clip ONNX scorer would differ"
         )
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     config = detector.feature_config
     name = "waveform" if include_features else "logmel"
     example = torch.zeros(2, config.samples) if include_features else torch.zeros(2, config.n_mels, config.n_frames)
     device, training = detector.device, detector.training
     try:
         scorer = Scorer(detector.cpu().eval(), include_features).eval()
-        with torch.no_grad():
+        with torch.no_grad(), atomic_output(out_path) as tmp:
             torch.onnx.export(
                 scorer,
                 (example,),
-                str(out_path),
+                str(tmp),
                 dynamo=False,  # the dynamo exporter needs onnxscript, and gains nothing for this graph
                 opset_version=opset,
                 input_names=[name],

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import UserError
+
 RUN_CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.txt"
 GRID_KEYS = ("data.machine_type", "data.section")
@@ -23,7 +25,7 @@ GRID_KEYS = ("data.machine_type", "data.section")
 LABEL_SKIP = ("experiment", "model", "hparams_search", "data.root", *GRID_KEYS)
 
 
-class RunConfigMismatchError(RuntimeError):
+class RunConfigMismatchError(UserError):
     """A run folder holds a run of another config."""
 
 

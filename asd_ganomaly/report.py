@@ -15,11 +15,13 @@ from .data.dcase import DOMAINS
 from .data.synth import is_synthetic
 from .identity import flatten_config
 from .metrics import harmonic_mean, official_score
+from .outputs import OutputError, atomic_output, check_output
 from .reference import ae_baseline_hmean, report_auc
 from .runs import METRICS_FILE
 from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns, score_choice_lines
 
 log = logging.getLogger(__name__)
+_ABSENT = object()  # a run folder without metrics.json
 
 COLUMNS = [
     "setting",
@@ -45,15 +47,18 @@ COLUMNS = [
 ]
 
 
-def _runs(sweep_dir: Path) -> list[tuple[Path, dict | None]]:
-    """(run folder, metrics or None) for every run below ``sweep_dir``; a run has .hydra/ or metrics.json."""
+def _runs(sweep_dir: Path) -> list[tuple[Path, object]]:
+    """(run folder, parsed metrics.json, ``_ABSENT`` when absent, or the parse error) for every run below
+    ``sweep_dir``; a run has .hydra/ or metrics.json."""
     folders = {p.parent for p in sweep_dir.rglob(METRICS_FILE)} | {p.parent for p in sweep_dir.rglob(".hydra")}
     runs = []
     for folder in sorted(folders):
         try:
             runs.append((folder, json.loads((folder / METRICS_FILE).read_text())))
-        except (OSError, ValueError):
-            runs.append((folder, None))
+        except OSError:
+            runs.append((folder, _ABSENT))
+        except ValueError as error:  # not JSON (or not UTF-8)
+            runs.append((folder, error))
     return runs
 
 
@@ -64,7 +69,6 @@ def _missing_row(folder: Path) -> dict:
         "model": OmegaConf.select(saved, "model.name", default="") if saved else "",
         "machine_type": OmegaConf.select(saved, "data.machine_type", default="") if saved else "",
         "section": OmegaConf.select(saved, "data.section", default="") if saved else "",
-        "run_id": folder.parent.name,
         "domain": "",
         "status": "missing",
         "error": "no metrics.json: unfinished or interrupted (run the same command again to resume)",
@@ -72,15 +76,20 @@ def _missing_row(folder: Path) -> dict:
     }
 
 
+def _bad_row(folder: Path, reason: str) -> dict:
+    return {**_missing_row(folder), "status": "malformed", "error": f"{METRICS_FILE} is malformed: {reason}"}
+
+
 def _domain_row(base: dict, domain: str, metrics: dict) -> dict:
     values = metrics["metrics"][domain]
     published = report_auc(base["machine_type"], int(base["section"]), domain)
-    gap = None if published["ganomaly_report"] is None else values["auc"] - published["ganomaly_report"]
+    ours, pauc = float(values["auc"]), float(values["pauc"])
+    gap = None if published["ganomaly_report"] is None else ours - published["ganomaly_report"]
     return {
         **base,
         "domain": domain,
-        "auc": values["auc"],
-        "pauc": values["pauc"],
+        "auc": ours,
+        "pauc": pauc,
         "report_ae_auc": published["ae"],
         "report_mobilenet_auc": published["mobilenet"],
         "report_ganomaly_auc": published["ganomaly_report"],
@@ -89,34 +98,44 @@ def _domain_row(base: dict, domain: str, metrics: dict) -> dict:
     }
 
 
+def _run_rows(folder: Path, metrics: object) -> list[dict]:
+    """The rows of one run; a metrics.json of the wrong shape gives one ``malformed`` row saying why."""
+    if isinstance(metrics, ValueError):
+        return [_bad_row(folder, f"not JSON ({metrics})")]
+    if not isinstance(metrics, dict):
+        return [_bad_row(folder, f"a JSON {type(metrics).__name__}, not an object")]
+    try:
+        base = {
+            "model": str(metrics["model"]),
+            "machine_type": str(metrics["machine_type"]),
+            "section": int(metrics["section"]),
+            "status": str(metrics["status"]),
+            "selected_on_test": bool(metrics.get("selected_on_test", False)),
+            "run_id": str(metrics.get("run_id") or ""),
+            "varied": " ".join(map(str, metrics.get("varied") or [])),
+            "config": metrics.get("config") if isinstance(metrics.get("config"), dict) else {},
+            "data_root": metrics.get("data_root") or "",
+            "error": metrics.get("error") or "",
+            "run_dir": str(folder),
+        }
+        if base["status"] != "completed":
+            return [{**base, "domain": ""}]
+        by_domain = metrics["metrics"]
+        rows = [_domain_row(base, d, metrics) for d in DOMAINS if d in by_domain]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return [_bad_row(folder, f"{type(error).__name__}: {error}")]
+    return rows or [_bad_row(folder, "a completed run without per-domain metrics")]
+
+
 def collect_runs(sweep_dir: str | Path) -> list[dict]:
-    """One row per run and domain (failed and unfinished runs get one row each), sorted.
+    """One row per run and domain (failed, malformed and unfinished runs get one row each), sorted.
 
     Everything about a run (machine type, section, model, config) is read from its metrics.json, never from
     folder names. ``setting`` is the model, or, where one model ran with several configs, model and run id.
     """
     rows = []
     for folder, metrics in _runs(Path(sweep_dir)):
-        if metrics is None:
-            rows.append(_missing_row(folder))
-            continue
-        base = {
-            "model": metrics["model"],
-            "machine_type": metrics["machine_type"],
-            "section": metrics["section"],
-            "status": metrics["status"],
-            "selected_on_test": metrics.get("selected_on_test", False),
-            "run_id": metrics.get("run_id", ""),
-            "varied": " ".join(metrics.get("varied", [])),
-            "config": metrics.get("config", {}),
-            "data_root": metrics.get("data_root", ""),
-            "error": metrics.get("error") or "",
-            "run_dir": str(folder),
-        }
-        if metrics["status"] != "completed":
-            rows.append({**base, "domain": ""})
-            continue
-        rows += [_domain_row(base, d, metrics) for d in DOMAINS if d in metrics["metrics"]]
+        rows += [_missing_row(folder)] if metrics is _ABSENT else _run_rows(folder, metrics)
     _name_settings(rows)
     return sorted(rows, key=lambda r: (r["setting"], r["machine_type"], str(r["section"]), r["domain"]))
 
@@ -252,21 +271,26 @@ def _settings_table(rows: list[dict]) -> list[str]:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Write results.csv and results.md for the sweep; returns their paths."""
+    """Write results.csv and results.md for the sweep (each through a rename); returns their paths."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+    out_dir = Path(out_dir) if out_dir else sweep_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file: give a folder for results.csv and results.md")
+    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
+    inputs = sorted(sweep_dir.rglob(METRICS_FILE))
+    for path in (csv_path, md_path):
+        check_output(path, inputs)
     rows = collect_runs(sweep_dir)
     if not rows:
         raise ValueError(f"no runs (metrics.json or .hydra/) found below {sweep_dir}")
-    out_dir = Path(out_dir) if out_dir else sweep_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
-    with open(csv_path, "w", newline="") as handle:
+    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    md_path.write_text(to_markdown(rows, summarise(rows)))
+    with atomic_output(md_path) as tmp:
+        tmp.write_text(to_markdown(rows, summarise(rows)))
     return csv_path, md_path
 
 

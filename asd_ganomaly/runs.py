@@ -89,21 +89,25 @@ def check_output_dir(path: Path, min_free_gb: float) -> None:
         raise OSError(f"only {free_gb:.2f} GB free under {path}; at least {min_free_gb} GB needed (min_free_disk_gb)")
 
 
-def claim_run_folder(path: Path, identity: dict, overrides: list[str]) -> None:
-    """Write the run's ``config.yaml`` (its identity) and ``overrides.txt``, or, when the folder already holds a
-    run, check it is a run of the same config: a folder of another config is refused, naming the keys that differ."""
+def check_run_config(path: Path, identity: dict) -> None:
+    """Refuse a run folder whose ``config.yaml`` holds another config, naming the keys that differ."""
     stored_path = Path(path) / RUN_CONFIG_FILE
-    if stored_path.exists():
-        stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
-        differences = config_differences(stored, identity)
-        if differences:
-            raise RunConfigMismatchError(
-                f"{path} holds a run of another config ({len(differences)} keys differ: "
-                + "; ".join(differences[:10])
-                + "). Use another folder (hydra.run.dir) or delete that run."
-            )
+    if not stored_path.exists():
         return
+    stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
+    differences = config_differences(stored, identity)
+    if differences:
+        raise RunConfigMismatchError(
+            f"{path} holds a run of another config ({len(differences)} keys differ: "
+            + "; ".join(differences[:10])
+            + "). Use another folder (hydra.run.dir) or delete that run."
+        )
+
+
+def write_run_config(path: Path, identity: dict, overrides: list[str]) -> None:
+    """The run's identity as ``config.yaml`` and the command line's overrides as ``overrides.txt``."""
     path.mkdir(parents=True, exist_ok=True)
+    stored_path = Path(path) / RUN_CONFIG_FILE
     tmp = stored_path.with_suffix(".tmp")
     OmegaConf.save(OmegaConf.create(identity), tmp)
     tmp.replace(stored_path)

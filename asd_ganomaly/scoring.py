@@ -20,14 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.audio import AudioError, read_ahead, read_wav
+from .errors import UserError
 from .models.base import AnomalyDetector
+from .outputs import atomic_output, check_output
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("path", "score", "decision", "status", "error")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a usable checkpoint of this package."""
 
 
@@ -112,13 +114,18 @@ def _check_file_format(path: Path) -> None:
     raise CheckpointError(f"{path} is not a PyTorch checkpoint ({what})")
 
 
+def is_listed(path: Path) -> bool:
+    """True for a file name that :func:`expand_inputs` picks up in a folder."""
+    return path.suffix.lower() == ".wav"
+
+
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given (missing ones too: they are reported as errors), folders expanded to the WAV files
     below them (recursively, case-insensitive ``.wav``, sorted)."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+            found = sorted(p for p in item.rglob("*") if is_listed(p) and p.is_file())
             if not found:
                 log.warning("no WAV files under %s", item)
             files += found
@@ -165,12 +172,15 @@ def score_files(
     threshold (the one calibrated at training time, or ``threshold`` when given) and empty when there is no
     finite threshold. A file that cannot be read, or whose score is not finite, gets ``status`` ``error`` and
     the reason; the others are scored. Clips are read in a thread pool one batch ahead of the model, so at most
-    two batches of audio are in memory; rows are written (and flushed) batch by batch.
+    two batches of audio are in memory. Rows go to a temporary file renamed to ``out_csv`` at the end: an
+    interrupted run leaves the previous ``out_csv`` as it was. An ``out_csv`` that is one of the inputs, or a
+    WAV name inside an input folder, is refused (:class:`~asd_ganomaly.outputs.OutputError`).
 
     Returns the counts ``scored``, ``failed`` and ``anomalies``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    out_csv = check_output(out_csv, inputs, picked=is_listed)
     files = expand_inputs(inputs)
     if not files:
         raise ValueError(f"no WAV files found in {', '.join(map(str, inputs)) or 'the inputs'}")
@@ -181,11 +191,9 @@ def score_files(
         log.warning("this model scores with batch statistics: a clip's score depends on the clips batched with it")
     counts = {"scored": 0, "failed": 0, "anomalies": 0}
     chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-
     with (
-        open(out_csv, "w", newline="") as handle,
+        atomic_output(out_csv) as tmp,
+        open(tmp, "w", newline="") as handle,
         ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="read-wav") as pool,
         tqdm(total=len(files), desc="scoring", unit="clip", disable=not progress) as bar,
     ):

@@ -16,6 +16,8 @@ Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,10 +26,13 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from . import console
 from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
+from .checks import discard_unused_run_dir, preflight
+from .errors import UserError
 from .identity import (
     RunConfigMismatchError,
     config_hash,
@@ -37,14 +42,16 @@ from .identity import (
     run_id,
     varied_overrides,
 )
+from .resume import SIGTERM_EXIT_CODE, resume_checkpoint
 from .runs import (
     METRICS_FILE,
     check_output_dir,
-    claim_run_folder,
+    check_run_config,
     is_finished,
     read_metrics,
     run_record,
     write_json_atomic,
+    write_run_config,
 )
 from .tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
 
@@ -143,10 +150,12 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     """Fit and test one run (or skip it when finished before); returns its test metrics by logged name."""
     out = Path(cfg.paths.output_dir)
     info = run_info(cfg)
-    claim_run_folder(out, info["config"], info["overrides"])
+    check_run_config(out, info["config"])  # a folder of another config is refused before anything is read
     if cfg.skip_finished and is_finished(out):
         log.info("skipping %s: finished before (%s exists)", out, METRICS_FILE)
         return read_metrics(out).get("logged", {})
+    preflight(cfg)  # config values and the data, before W&B, a run file or an epoch
+    write_run_config(out, info["config"], info["overrides"])
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)
 
@@ -155,8 +164,7 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     trainer = build_trainer(cfg, out, info, multirun)
 
-    last = out / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if cfg.resume and last.exists() else None
+    resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt or dangling: fallback
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
@@ -177,17 +185,20 @@ def main(cfg: DictConfig) -> float | None:
     with console.quiet_console(multirun):
         try:
             metrics = train(cfg, multirun)
+        except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say the run did not finish
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
         except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
             status = "refused"
             log.error("%s", error)
-            if not multirun:
-                raise
+            _user_error(error, multirun)
+        except UserError as error:
+            status = "failed"
+            if multirun or not discard_unused_run_dir(out):  # refused before any work: leave no folder behind
+                _record_failure(cfg, out, error, traceback=False)
+            _user_error(error, multirun)
         except Exception as error:
             status = "failed"
-            log.exception("run %s failed", out)
-            out.mkdir(parents=True, exist_ok=True)
-            record = run_record(_failure_info(cfg), error=f"{type(error).__name__}: {error}")
-            write_json_atomic(out / METRICS_FILE, record)
+            _record_failure(cfg, out, error, traceback=True)
             if not multirun:
                 raise
         finally:
@@ -200,6 +211,31 @@ def main(cfg: DictConfig) -> float | None:
             )
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+def _user_error(error: UserError, multirun: bool) -> None:
+    """After a user error is logged: a sweep goes on; a single run exits 2 with one line, no traceback unless
+    HYDRA_FULL_ERROR=1."""
+    if multirun:
+        return
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"asd-train: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool) -> None:
+    """Log the failure and write a failed metrics.json; a failure to record never hides the error itself."""
+    if traceback:
+        log.exception("run %s failed", out)
+    else:
+        log.error("run %s failed: %s", out, error)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        record = run_record(_failure_info(cfg), error=f"{type(error).__name__}: {error}")
+        write_json_atomic(out / METRICS_FILE, record)
+    except Exception:  # a config so broken that even the record cannot be built
+        log.exception("could not write the failed metrics.json of %s (the run's error is above)", out)
 
 
 if __name__ == "__main__":

@@ -235,3 +235,73 @@ def test_read_ahead_submits_the_next_batch_before_handing_out_the_current_one():
             assert results == [(results[0][0], k) for k in range(3)]
     assert events == ["submit 0", "submit 1", "got 0", "submit 2", "got 1", "got 2"]
     assert list(read_ahead(0, submit)) == []
+
+
+def _raw_bytes(config: FeatureConfig, frames: int) -> int:
+    return config.n_mels * frames * 4
+
+
+def test_cache_entries_hold_one_clip_and_the_cache_stays_under_its_bound(tmp_path):
+    """Each entry is one clip's float32 values plus a small fixed overhead; entries + pack stay near 2x."""
+    n = 40
+    wavs = [write(tmp_path / f"c{i}.wav", tone(2.0) * (i + 1) / n) for i in range(n)]
+    config = FeatureConfig(seconds=2.0, frames=56)
+    cache_dir = tmp_path / "cache"
+    extract_features(wavs, config, cache_dir=cache_dir, batch_size=16, progress=False)
+    raw = _raw_bytes(config, 56)
+    cache = FeatureCache(cache_dir, config)
+    sizes = [cache.entry_path(w).stat().st_size for w in wavs]
+    overhead = 2048  # zip headers and the pickled parameters
+    assert all(raw <= size <= 1.1 * raw + overhead for size in sizes), (raw, sorted(set(sizes)))
+    total = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
+    assert total <= 1.1 * (2 * n * raw) + (n + 1) * overhead, (total, 2 * n * raw)
+
+
+def test_a_bloated_cache_entry_is_rewritten_compactly(tmp_path):
+    """An entry saved as a row view of a whole batch (as an older version did) is used and shrunk."""
+    wav = write(tmp_path / "a.wav", tone(1.0))
+    config = FeatureConfig(seconds=1.0, frames=None)
+    cache = FeatureCache(tmp_path / "cache", config)
+    features, _ = extract_features([wav], config, progress=False)
+    batch = torch.cat([features, torch.zeros(31, *features.shape[1:])])
+    entry = cache.entry_path(wav)
+    entry.parent.mkdir(parents=True)
+    stat = wav.stat()
+    payload = {"params": cache.params, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "features": batch[0]}
+    torch.save(payload, entry)
+    bloated = entry.stat().st_size
+    assert bloated > 20 * _raw_bytes(config, features.shape[2])
+    loaded = cache.load(wav)
+    assert torch.equal(loaded, features[0])
+    assert entry.stat().st_size < bloated / 20 and torch.equal(cache.load(wav), features[0])
+
+
+def test_a_truncated_wav_is_an_audio_error_and_skipped_in_skip_mode(tmp_path):
+    from asd_ganomaly.data.audio import check_header, declared_frames
+
+    whole = write(tmp_path / "whole.wav", tone(2.0), subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 2 * 12_000])
+    assert declared_frames(whole) == declared_frames(cut) == 32_000
+    assert sf.info(str(cut)).frames == 12_000, "libsndfile reads what is there without a word"
+    assert read_wav(whole, seconds=2.0).shape == (32000,)
+    check_header(whole)
+    for check in (lambda: read_wav(cut, seconds=2.0), lambda: check_header(cut)):
+        with pytest.raises(AudioError, match="cut.wav is truncated: its header declares 32000 frames"):
+            check()
+    config = FeatureConfig(seconds=2.0, frames=None)
+    with pytest.raises(AudioError, match="truncated"):
+        extract_features([whole, cut], config, progress=False)
+    features, kept = extract_features([whole, cut], config, on_bad_file="skip", progress=False)
+    assert kept == [whole] and features.shape[0] == 1
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_complete_wavs_with_extra_chunks_are_not_called_truncated(tmp_path, subtype):
+    from asd_ganomaly.data.audio import declared_frames
+
+    path = write(tmp_path / "x.wav", tone(1.0, channels=2), subtype=subtype)
+    assert declared_frames(path) == 16000 and read_wav(path, seconds=1.0).shape == (16000,)
+    with sf.SoundFile(path, "r+") as handle:  # libsndfile writes a LIST chunk after the data
+        handle.title = "a title"
+    assert declared_frames(path) == 16000 and read_wav(path, seconds=1.0).shape == (16000,)

@@ -1,6 +1,7 @@
 """The DataModule over real DCASE 2020 clips: shapes, tags, the cache on the second pass, batches."""
 
 import functools
+import itertools
 import operator
 from pathlib import Path
 
@@ -60,6 +61,27 @@ def test_epochs_have_their_own_reproducible_order():
     batches.sampler.set_epoch(1)
     second = [b[0].tolist() for b in batches]
     assert second != first and sorted(functools.reduce(operator.iadd, second, [])) == list(range(12))
+
+
+def test_a_loader_restored_mid_epoch_goes_on_with_the_next_batch():
+    def loader() -> TensorBatches:
+        batches = TensorBatches((torch.arange(20.0),), batch_size=4, shuffle=True, seed=5)
+        batches.sampler.set_epoch(2)
+        return batches
+
+    whole = [b[0].tolist() for b in loader()]
+    interrupted = loader()
+    seen = [b[0].tolist() for b in itertools.islice(interrupted, 2)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "position": 2}
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert seen + [b[0].tolist() for b in resumed] == whole
+    assert [b[0].tolist() for b in resumed] == whole, "skipped once, the next pass is whole"
+    other_epoch = loader()
+    other_epoch.load_state_dict(state)
+    other_epoch.sampler.set_epoch(3)
+    assert len(list(other_epoch)) == 5, "the state of epoch 2 does not skip batches of epoch 3"
 
 
 def test_max_train_clips_and_bad_machine(real_layout, tmp_path):

@@ -152,10 +152,15 @@ def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_p
     assert scores[0] == scores[1]
 
 
-def test_sigterm_mid_epoch_saves_a_checkpoint_and_the_same_command_resumes(synthetic_root, tmp_path):
+def _weights(run):
+    return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    # long enough that SIGTERM, sent when the first epoch's checkpoint appears, always lands mid-run
-    args = [*base_args(synthetic_root, log_dir), "trainer.max_epochs=40", "logger=csv", "plots=false"]
+    # 12 epochs of 49 batches: SIGTERM, sent half a second into the second epoch, lands mid-epoch
+    args = [*base_args(synthetic_root, log_dir), "trainer.max_epochs=12", "logger=csv", "plots=false"]
+    args[args.index("data.batch_size=8")] = "data.batch_size=2"
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     log_file = (tmp_path / "run.log").open("w")
     process = subprocess.Popen(
@@ -164,22 +169,32 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_the_same_command_resumes(synth
     try:
         deadline = time.monotonic() + 240
         while not list(log_dir.rglob("last.ckpt")) and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert list(log_dir.rglob("last.ckpt")), "no epoch finished in time"
+        time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
+        returncode = process.wait(timeout=120)
     finally:
         process.kill()
         log_file.close()
     output = (tmp_path / "run.log").read_text()
     last = run_dir(log_dir) / "checkpoints" / "last.ckpt"
+    assert returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
     assert "interrupted at epoch" in output and checkpoint["global_step"] > 0
     assert not (run_dir(log_dir) / "metrics.json").exists()
     interrupted_epoch = checkpoint["epoch"]
-    assert 0 < interrupted_epoch < 40
+    done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert 0 < interrupted_epoch < 12 and 0 < done_in_epoch < 49, "interrupted mid-epoch"
     # the same command resumes, finishes, and records the metrics
     resumed = run_cli(args, tmp_path)
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert "not resumable" not in resumed.stdout + resumed.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed"
+    # an uninterrupted run of as many epochs ends with the same weights
+    reference = tmp_path / "reference"
+    run_cli([a.replace(str(log_dir), str(reference)) for a in args], tmp_path)
+    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference))
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6

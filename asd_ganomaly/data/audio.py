@@ -5,7 +5,9 @@ Defined behaviour for imperfect input:
 * several channels: averaged to mono;
 * another sample rate: resampled (torchaudio's band-limited resampler);
 * shorter or longer than the clip length: zero-padded at the end or cropped;
-* empty, corrupt, truncated or non-audio file: :class:`AudioError` naming the file.
+* empty, corrupt, truncated or non-audio file: :class:`AudioError` naming the file. A WAV cut short (a
+  copy or download that stopped) is told by its header: the data chunk declares more frames than the file
+  holds (libsndfile itself reads what is there without a word).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from ..errors import UserError
+
 MIN_RATE, MAX_RATE = 1_000, 384_000
+_STREAMING_SIZES = (0, 0xFFFFFFFF)  # data sizes of headers written before the length was known
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """Raised for a file that cannot be used as a clip."""
 
 
@@ -31,6 +36,7 @@ def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None =
     path = Path(path)
     try:
         with sf.SoundFile(str(path)) as handle:
+            check_complete(path, handle.frames)
             rate, pcm16 = handle.samplerate, handle.subtype == "PCM_16"
             # 16-bit PCM (all of DCASE) is read as integers and scaled here: 3x faster than libsndfile's
             # float conversion, and the same values (both divide by 32768)
@@ -51,6 +57,50 @@ def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None =
     if seconds is not None:
         mono = fit_length(mono, round(seconds * sample_rate))
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def check_header(path: str | Path) -> None:
+    """Raise :class:`AudioError` unless ``path``'s header is readable, plausible and its data complete
+    (reads the header only: for checking a whole dataset before training)."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read {path}: {error}") from error
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise AudioError(f"{path} claims an implausible sample rate of {info.samplerate} Hz")
+    if info.frames == 0:
+        raise AudioError(f"{path} holds no samples")
+    check_complete(path, info.frames)
+
+
+def check_complete(path: Path, frames: int) -> None:
+    """Raise :class:`AudioError` when a WAV header declares more frames than the ``frames`` the file holds."""
+    declared = declared_frames(path)
+    if declared is not None and frames < declared:
+        raise AudioError(
+            f"{path} is truncated: its header declares {declared} frames, the file holds {frames} "
+            f"({frames / declared:.0%}); copy or download it again"
+        )
+
+
+def declared_frames(path: str | Path) -> int | None:
+    """The frame count a RIFF/WAVE header declares for its data chunk; None for another format, a header
+    written without a length (streaming) or one that cannot be parsed (libsndfile then judges the file)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while len(chunk := handle.read(8)) == 8:
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"data":
+                return size // block_align if block_align and size not in _STREAMING_SIZES else None
+            if name == b"fmt " and size >= 14:
+                block_align = int.from_bytes(handle.read(14)[12:14], "little")
+                size -= 14
+            handle.seek(size + (size & 1), 1)
+    return None
 
 
 def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:

@@ -7,7 +7,9 @@ Two kinds of entries, both storing the parameters and each source file's size an
   in one go by every later run on the same clips (tens of times faster than one file per clip).
 
 An entry that cannot be read, or whose parameters, source files or shape disagree, is rebuilt, never
-silently used.
+silently used. An entry holds exactly its own values: a tensor that is a view into a larger one (a row of a
+batch) is copied before it is saved, since ``torch.save`` writes a view's whole storage; an entry written
+with more storage than its values (by an older version) is rewritten compactly when it is read.
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ class FeatureCache:
         if not valid:
             log.warning("rebuilding stale feature cache entry for %s", wav)
             return None
-        return payload["features"]
+        features = payload["features"]
+        if _is_bloated(features):
+            log.info("rewriting feature cache entry %s without the extra storage it was saved with", entry)
+            features = features.clone()
+            _save_atomically({**payload, "features": features}, entry)
+        return features
 
     def store(self, wav: Path, features: torch.Tensor) -> None:
         """Write the features of ``wav`` atomically (temporary file, then rename)."""
@@ -77,7 +84,7 @@ class FeatureCache:
             "params": self.params,
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
-            "features": features.detach().to("cpu", torch.float32).contiguous(),
+            "features": compact(features),
         }
         _save_atomically(payload, entry)
 
@@ -122,11 +129,24 @@ class FeatureCache:
             "params": self.params,
             "files": _file_stats(wavs),
             "kept": [index[Path(wav)] for wav in kept],
-            "features": features.detach().to("cpu", torch.float32).contiguous(),
+            "features": compact(features),
         }
         entry = self.pack_path(wavs)
         entry.parent.mkdir(parents=True, exist_ok=True)
         _save_atomically(payload, entry)
+
+
+def compact(features: torch.Tensor) -> torch.Tensor:
+    """``features`` as contiguous float32 on the CPU, holding no storage beyond its own values."""
+    features = features.detach().to("cpu", torch.float32)
+    if _is_bloated(features) or not features.is_contiguous():
+        features = features.clone(memory_format=torch.contiguous_format)
+    return features
+
+
+def _is_bloated(features: torch.Tensor) -> bool:
+    """True when the tensor's storage is larger than its values (a view: saving it saves the whole storage)."""
+    return features.untyped_storage().nbytes() > features.numel() * features.element_size()
 
 
 def _file_stats(wavs: Sequence[Path]) -> list[list[int]]:

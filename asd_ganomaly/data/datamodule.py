@@ -38,7 +38,13 @@ class EpochShuffler:
 
 
 class TensorBatches:
-    """An iterable of batches sliced from tensors that stay where they are (CPU or GPU)."""
+    """An iterable of batches sliced from tensors that stay where they are (CPU or GPU).
+
+    Resumable: ``state_dict`` records the epoch and how many batches of it were handed out, and after
+    ``load_state_dict`` the next pass over the same epoch starts at the next batch. Lightning saves this state
+    in every checkpoint (it fetches no batch ahead of a loader of known length), so a run resumed from a
+    checkpoint saved mid-epoch (Ctrl-C, SIGTERM) trains on exactly the batches an uninterrupted run would.
+    """
 
     def __init__(
         self,
@@ -48,23 +54,43 @@ class TensorBatches:
         drop_last: bool = False,
         seed: int = 0,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last and len(tensors[0]) > batch_size
         self.sampler = EpochShuffler(seed)
         self.batch_sampler = None  # Lightning inspects loaders for these two attributes
+        self.position = 0  # batches of the current pass handed out
+        self._resume: dict | None = None
 
     def __len__(self) -> int:
         n = len(self.tensors[0])
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def state_dict(self) -> dict:
+        """The epoch and the number of its batches handed out so far."""
+        return {"epoch": self.sampler.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Start the next pass over epoch ``state["epoch"]`` after its first ``state["position"]`` batches."""
+        self._resume = dict(state)
+
+    def _start(self) -> int:
+        """The first batch of this pass: a loaded position once, for the epoch it was saved in; else 0."""
+        resume, self._resume = self._resume, None
+        if resume and resume["epoch"] == self.sampler.epoch and 0 < resume["position"] < len(self):
+            return int(resume["position"])
+        return 0
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
         device = self.tensors[0].device
         order = self.sampler.permutation(n, device) if self.shuffle else torch.arange(n, device=device)
-        for i in range(len(self)):
+        for i in range(self._start(), len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            self.position = i + 1
             yield tuple(t[index] for t in self.tensors)
 
 

@@ -10,9 +10,14 @@ Layouts accepted under a data root (the folder that holds the machine-type folde
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 MACHINE_TYPES: tuple[str, ...] = ("fan", "gearbox", "pump", "slider", "valve", "ToyCar", "ToyTrain")
 """The seven DCASE 2021 Task 2 machine types (MIMII DUE + ToyADMOS2)."""
@@ -28,7 +33,15 @@ _DCASE2021 = re.compile(
 _DCASE2020 = re.compile(r"^(?:(?P<label>normal|anomaly)_)?id_(?P<section>\d{2})_(?P<index>\d+)$")
 
 
-class DatasetError(ValueError):
+GET_DATA_HINT = (
+    "get the DCASE 2021 data with `asd-ganomaly download dev --root data/dcase2021` (then "
+    "data.root=data/dcase2021/dev_data), or write a synthetic set with `asd-ganomaly synth data/demo` "
+    "(then data.root=data/demo)"
+)
+_reported_ignored: set[tuple[Path, int]] = set()
+
+
+class DatasetError(UserError, ValueError):
     """Raised for a data root, machine, section or file that cannot be used."""
 
 
@@ -95,11 +108,13 @@ def machine_dir(root: str | Path, machine_type: str) -> Path:
     """Return ``root/machine_type``, with an error that lists what is there when it is missing."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DatasetError(f"data root {root} does not exist or is not a folder")
+        raise DatasetError(f"data root {root} does not exist or is not a folder: {GET_DATA_HINT}")
     folder = root / machine_type
     if folder.is_dir():
         return folder
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DatasetError(f"data root {root} holds no machine folders: {GET_DATA_HINT}")
     raise DatasetError(
         f"unknown machine type {machine_type!r} under {root}: folders found there are {found or 'none'}; "
         f"the DCASE 2021 machine types are {list(MACHINE_TYPES)}"
@@ -119,17 +134,9 @@ def list_clips(root: str | Path, machine_type: str, section: int, split: str) ->
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
         raise DatasetError(f"no {split} folder under {base}: looked for {[f.name for f in folders]}")
-    clips = []
-    for folder in existing:
-        for wav in sorted(folder.glob("*.wav")):
-            try:
-                info = parse_clip_name(wav, machine_type=machine_type, split=split)
-            except DatasetError:
-                continue  # foreign files are skipped, as the official tools do
-            if info.section == section:
-                clips.append(info)
+    clips = [c for folder in existing for c in _scan(folder, machine_type, split) if c.section == section]
     if not clips:
-        found = sorted({c.section for f in existing for c in _parse_quietly(f, machine_type, split)})
+        found = sorted({c.section for f in existing for c in _scan(f, machine_type, split)})
         raise DatasetError(
             f"no {split} clips of {machine_type} section {section:02d} in {[str(f) for f in existing]}; "
             f"sections found: {found or 'none'}"
@@ -137,14 +144,22 @@ def list_clips(root: str | Path, machine_type: str, section: int, split: str) ->
     return clips
 
 
-def _parse_quietly(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
-    infos = []
-    for wav in folder.glob("*.wav"):
-        try:
-            infos.append(parse_clip_name(wav, machine_type=machine_type, split=split))
-        except DatasetError:
+def _scan(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
+    """The clips of ``folder`` (``.wav`` in any case), sorted by path; files with other names are skipped, as
+    the official tools do, and counted in the log (once per folder and count)."""
+    clips, ignored = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
             continue
-    return infos
+        try:
+            clips.append(parse_clip_name(path, machine_type=machine_type, split=split))
+        except DatasetError:
+            ignored.append(path.name)
+    if ignored and (folder, len(ignored)) not in _reported_ignored:
+        _reported_ignored.add((folder, len(ignored)))
+        shown = ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
+        log.warning("%d files ignored in %s: not DCASE clip names: %s", len(ignored), folder, shown)
+    return clips
 
 
 def check_test_labels(clips: list[ClipInfo]) -> None:

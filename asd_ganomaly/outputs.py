@@ -1,0 +1,69 @@
+"""Writing output files without harming inputs: refuse an output that is an input, write through a rename.
+
+``score``, ``export`` and ``report`` call :func:`check_output` before any work, so a typo in ``--out`` never
+turns a checkpoint or a recording into a CSV; :func:`atomic_output` makes an interrupted write leave the
+previous file (or none) in place, never half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserError
+
+
+class OutputError(UserError, ValueError):
+    """An output path that would overwrite or mix with the command's inputs."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when both paths name one file (after links, or as hard links of one inode)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder.resolve() in path.resolve().parents
+
+
+def check_output(
+    out: str | Path,
+    inputs: Sequence[str | Path],
+    picked: Callable[[Path], bool] = lambda _: False,
+    flag: str = "--out",
+) -> Path:
+    """Refuse ``out`` when it is one of ``inputs``, an existing folder, or a file inside an input folder
+    that the command's listing of that folder would read (``picked(out)``). Returns ``out`` as a Path."""
+    out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"{flag} {out} is a folder: give a file name")
+    for item in map(Path, inputs):
+        if item.is_dir():
+            if _inside(out, item) and picked(out):
+                raise OutputError(
+                    f"{flag} {out} is inside the input folder {item} and would be read as an input: "
+                    "write it elsewhere or give it another name"
+                )
+        elif item.exists() and _same_file(out, item):
+            raise OutputError(f"{flag} {out} is one of the inputs ({item}): it would be overwritten")
+    return out
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
