@@ -14,7 +14,7 @@ from test_model import compose_config
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.export import export_onnx
-from asd_ganomaly.models.base import SCORE_KEYS
+from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
 from asd_ganomaly.report import write_report
 from asd_ganomaly.runs import read_metrics
 from asd_ganomaly.scoring import load_detector
@@ -135,3 +135,15 @@ def test_report_shows_every_score_and_the_official_interval(reconstruction_run, 
     point = float(line.split()[2])
     low, high = (float(v) for v in line.split("95 % interval ")[1].split(")")[0].split("-"))
     assert low <= point <= high
+
+
+def test_a_detector_that_names_no_scores_keeps_its_own_score():
+    class Plain(AnomalyDetector):
+        def clip_scores(self, logmel):
+            return {"score": logmel.mean(dim=(1, 2))}
+
+    detector = Plain(features={"frames": 64}, normalization="none")
+    logmel = torch.randn(4, 128, 64)
+    scores = detector.score_logmel(logmel)
+    assert torch.equal(scores["score"], logmel.mean(dim=(1, 2)))
+    assert detector.score_names() == ["default"] and "score_fused" in scores

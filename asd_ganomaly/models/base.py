@@ -24,6 +24,7 @@ SCORE_KEYS = {
     "discriminator": "score_disc",
     "knn": "score_knn",
     "fused": "score_fused",
+    "default": "score",
 }
 """Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
 
@@ -38,7 +39,7 @@ class AnomalyDetector(L.LightningModule):
     argument, default the first component).
     """
 
-    components: tuple[str, ...] = ()
+    components: tuple[str, ...] = ("default",)  # a subclass that names no scores: its clip_scores' ``score``
 
     def __init__(
         self,
