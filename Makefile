@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 EXTRAS ?= dev,launchers,export,bench
+QUALITY_ARGS ?=
 
-.PHONY: help install demo test test-fast lint format bench clean slurm-up slurm-down
+.PHONY: help install demo test test-fast lint format bench quality clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +44,9 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 
 bench: $(STAMP)  ## print feature, training and scoring throughput figures
 	$(BIN)/python benchmarks/bench.py
+
+quality: $(STAMP)  ## detection-quality benchmark on synthetic data (QUALITY_ARGS=--quick: a few minutes)
+	WANDB_SILENT=true $(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
 
 slurm-up:  ## start a one-node Slurm cluster here (root; installs slurm-wlm and munge when missing)
 	bash tests/slurm/up.sh

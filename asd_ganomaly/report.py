@@ -18,6 +18,7 @@ from .metrics import harmonic_mean, official_score
 from .outputs import OutputError, atomic_output, check_output
 from .reference import ae_baseline_hmean, report_auc
 from .runs import METRICS_FILE
+from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns, score_choice_lines
 
 log = logging.getLogger(__name__)
 _ABSENT = object()  # a run folder without metrics.json
@@ -41,6 +42,8 @@ COLUMNS = [
     "data_root",
     "error",
     "run_dir",
+    *INTERVAL_COLUMNS,
+    *SCORE_COLUMNS,
 ]
 
 
@@ -77,7 +80,8 @@ def _bad_row(folder: Path, reason: str) -> dict:
     return {**_missing_row(folder), "status": "malformed", "error": f"{METRICS_FILE} is malformed: {reason}"}
 
 
-def _domain_row(base: dict, domain: str, values: dict) -> dict:
+def _domain_row(base: dict, domain: str, metrics: dict) -> dict:
+    values = metrics["metrics"][domain]
     published = report_auc(base["machine_type"], int(base["section"]), domain)
     ours, pauc = float(values["auc"]), float(values["pauc"])
     gap = None if published["ganomaly_report"] is None else ours - published["ganomaly_report"]
@@ -90,6 +94,7 @@ def _domain_row(base: dict, domain: str, values: dict) -> dict:
         "report_mobilenet_auc": published["mobilenet"],
         "report_ganomaly_auc": published["ganomaly_report"],
         "auc_minus_report_ganomaly": gap,
+        **run_columns(metrics, domain),
     }
 
 
@@ -117,10 +122,10 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
         if base["status"] != "completed":
             return [{**base, "domain": ""}]
         rows = [
-            _domain_row({**base, "section": section}, d, results[d])
-            for section, results in _per_section(metrics)
+            _domain_row({**base, "section": section}, d, view)
+            for section, view in _per_section(metrics)
             for d in DOMAINS
-            if d in results
+            if d in view["metrics"]
         ]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         return [_bad_row(folder, f"{type(error).__name__}: {error}")]
@@ -141,10 +146,14 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
 
 
 def _per_section(metrics: dict) -> list[tuple[int, dict]]:
-    """(section, per-domain results) of a run: one section, or each section of a per-machine-type run."""
+    """(section, its results shaped as a one-section metrics.json: ``metrics`` per domain and ``scores``) of a
+    run: its one section, or each section of a per-machine-type run."""
     if "sections" in metrics:
-        return [(int(section), results) for section, results in sorted(metrics["sections"].items())]
-    return [(int(metrics["section"]), metrics["metrics"])]
+        return [
+            (int(section), {"metrics": results, "scores": results.get("scores", {})})
+            for section, results in sorted(metrics["sections"].items())
+        ]
+    return [(int(metrics["section"]), metrics)]
 
 
 def _name_settings(rows: list[dict]) -> None:
@@ -190,8 +199,9 @@ def summarise(rows: list[dict]) -> dict:
             "pairs": len(chosen),
             "ae_baseline": ae_baseline_hmean(machine),
         }
-    for summary in by_model.values():
+    for name, summary in by_model.items():
         summary["official_score"] = official_score(summary["auc"], summary["pauc"]) if summary["auc"] else None
+        summary["official_interval"] = official_interval([r for r in rows if r["setting"] == name])
     return dict(by_model)
 
 
@@ -201,6 +211,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:+.3f}" if value < 0 or value > 1 else f"{value:.3f}"
     return str(value)
+
+
+def _interval(row: dict, metric: str) -> str | None:
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    return None if low is None or high is None else f"{low:.3f}-{high:.3f}"
 
 
 def _data_note(rows: list[dict]) -> list[str]:
@@ -224,14 +239,15 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
         "`report` columns are the AUCs of Tables 1/2 of the GANomaly report (DCASE 2021 dev set).",
         "",
         "| setting | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
-        "AUC - report GANomaly |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "AUC - report GANomaly | AUC 95 % interval | pAUC 95 % interval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] == "completed":
             cells = [r["setting"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
             cells += [r["report_ae_auc"], r["report_mobilenet_auc"], r["report_ganomaly_auc"]]
-            lines.append("| " + " | ".join(_fmt(c) for c in [*cells, r["auc_minus_report_ganomaly"]]) + " |")
+            cells += [r["auc_minus_report_ganomaly"], _interval(r, "auc"), _interval(r, "pauc")]
+            lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     lines += ["", "## Per machine type (harmonic means over sections and domains)", ""]
     lines += ["| setting | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
     lines += ["|---|---|---|---|---|---|---|"]
@@ -240,9 +256,17 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
             ae = m["ae_baseline"] or (None, None)
             cells = [model, machine, m["pairs"], m["hmean_auc"], m["hmean_pauc"], ae[0], ae[1]]
             lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += score_choice_lines(rows, _fmt)
     lines += ["", "## Official score (harmonic mean of all AUC and pAUC values)", ""]
+    lines += [
+        "95 % intervals: bootstrap over the test clips (normals and anomalies of each run and domain resampled "
+        "apart, 1000 resamples), not over training seeds.",
+        "",
+    ]
     for model, s in summary.items():
-        lines.append(f"- {model}: {_fmt(s['official_score'])} over {len(s['auc'])} section-domain pairs")
+        interval = s.get("official_interval")
+        span = f" (95 % interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        lines.append(f"- {model}: {_fmt(s['official_score'])}{span} over {len(s['auc'])} section-domain pairs")
     failed = [r for s in summary.values() for r in s["failed"]]
     if failed:
         lines += ["", "## Failed or unfinished runs", ""]

@@ -16,6 +16,7 @@ from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, c
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
+SCORE_COLUMNS = ("score_latent", "score_rec", "score_disc", "score_knn", "score_fused")
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -63,7 +64,7 @@ def run_record(info: dict, results: dict | None = None, logged: dict | None = No
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
     """Per test clip: path, section, domain, label (1 = anomaly), every score and the 0/1 decision."""
-    names = [key for key in ("score", "score_rec", "score_disc") if key in scores]
+    names = [key for key in ("score", *SCORE_COLUMNS) if key in scores]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "section", "domain", "label", *names, "decision"])

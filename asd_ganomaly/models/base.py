@@ -11,21 +11,36 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..bootstrap import auc_pauc_intervals
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
 from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score, section_results
 
 log = logging.getLogger(__name__)
 
+SCORE_KEYS = {
+    "latent": "score_latent",
+    "reconstruction": "score_rec",
+    "discriminator": "score_disc",
+    "knn": "score_knn",
+    "fused": "score_fused",
+    "default": "score",
+}
+"""Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
+
 
 class AnomalyDetector(L.LightningModule):
-    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores``.
+    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores`` and name their
+    ``components``, the score choices their network computes (``latent``, ``reconstruction``, ...).
 
     ``clip_scores`` takes normalised log-mel (batch, n_mels, frames) and returns a dict of per-clip scores
-    whose ``score`` entry is the anomaly score (higher = more anomalous). A model with ``needs_section``
-    scores a clip against its section: its ``clip_scores`` also takes each clip's section number.
+    keyed as in :data:`SCORE_KEYS` (higher = more anomalous). :meth:`score_logmel` adds ``score_fused`` (the
+    sum of the components standardised on the training normals) and ``score``, the chosen one (``score``
+    argument, default the first component). A model with ``needs_section`` scores a clip against its section:
+    its ``clip_scores`` also takes each clip's section number.
     """
 
+    components: tuple[str, ...] = ("default",)  # a subclass that names no scores: its clip_scores' ``score``
     needs_section: bool = False
 
     def __init__(
@@ -37,8 +52,16 @@ class AnomalyDetector(L.LightningModule):
         name: str = "detector",
         channels_last: bool = False,
         compile_net: bool = False,
+        score: str | None = None,
     ) -> None:
         super().__init__()
+        self.score_choice = score or self.components[0]
+        if self.score_choice not in (*self.components, "fused"):
+            raise ValueError(f"score must be one of {[*self.components, 'fused']} for {name}, not {score!r}")
+        # mean and std of each component's training scores, fitted with the threshold (for the fused score)
+        self.register_buffer("score_mean", torch.zeros(len(self.components)))
+        self.register_buffer("score_std", torch.ones(len(self.components)))
+        self.scoring_training_clips = False  # True while the training clips score themselves (calibration)
         self.feature_config = FeatureConfig(**(features or {}))
         self.features = LogMel(self.feature_config)
         self.normalizer = Normalizer(self.feature_config.n_mels, normalization, tuple(norm_range))
@@ -71,12 +94,20 @@ class AnomalyDetector(L.LightningModule):
         with torch.autocast(logmel.device.type, enabled=False):
             features = self.normalizer(logmel.float())
             if not self.needs_section:
-                scores = self.clip_scores(features)
+                raw = self.clip_scores(features)
             elif sections is None:
                 raise ValueError(f"{self.name} scores a clip against its section: give each clip's section")
             else:
-                scores = self.clip_scores(features, torch.as_tensor(sections, device=logmel.device))
-        return {key: value.float() for key, value in scores.items()}
+                raw = self.clip_scores(features, torch.as_tensor(sections, device=logmel.device))
+        scores = {SCORE_KEYS[name]: raw[SCORE_KEYS[name]].float() for name in self.components}
+        scores["score_fused"] = self.fuse(scores)
+        scores["score"] = scores[SCORE_KEYS[self.score_choice]]
+        return scores
+
+    def fuse(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of the component scores, each standardised by its training normals' mean and std."""
+        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.components], dim=-1)
+        return ((stacked - self.score_mean) / self.score_std).sum(-1)
 
     def score_waveforms(self, waveforms: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Scores of waveforms (batch, samples) at the feature sample rate (``sections`` as in score_logmel)."""
@@ -103,13 +134,28 @@ class AnomalyDetector(L.LightningModule):
         """Fit a gamma distribution to the training normals' scores; the threshold is its quantile."""
         was_training = self.training
         self.eval()
-        scores = torch.cat([self.score_logmel(*(t.to(self.device) for t in batch[:2]))["score"] for batch in batches])
-        self.train(was_training)
-        values = scores.double().cpu().numpy()
+        self.scoring_training_clips = True
+        try:
+            outputs = [self.score_logmel(*(t.to(self.device) for t in batch[:2])) for batch in batches]
+        finally:
+            self.scoring_training_clips = False
+            self.train(was_training)
+        scores = {key: torch.cat([o[key] for o in outputs]) for key in outputs[0]}
+        self.fit_fusion(scores)
+        chosen = self.fuse(scores) if self.score_choice == "fused" else scores["score"]
+        values = chosen.double().cpu().numpy()
         threshold = gamma_threshold(values, self.threshold_quantile)
         self.threshold.fill_(threshold)
         log.info("decision threshold %.6g (gamma quantile %.2f of training scores)", threshold, self.threshold_quantile)
         return threshold
+
+    @torch.no_grad()
+    def fit_fusion(self, scores: dict[str, torch.Tensor]) -> None:
+        """Store the mean and std of each component over the training normals' scores."""
+        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.components], dim=-1).double()
+        self.score_mean.copy_(stacked.mean(0))
+        std = stacked.std(0) if len(stacked) > 1 else torch.ones_like(self.score_mean, dtype=torch.float64)
+        self.score_std.copy_(std.clamp_min(1e-12))
 
     def _collect(self, batch: tuple[torch.Tensor, ...]) -> None:
         logmel, label, domain, index, *section = batch
@@ -126,8 +172,9 @@ class AnomalyDetector(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
-        """Compute the run's results once (``test_results``, nested) and log the same values, flattened
-        (``test_metrics``): test/<domain>/{auc,pauc,precision,recall,f1}, test/hmean/{auc,pauc}, test/dcase_score;
+        """Compute the run's results once (``test_results``, nested, with 95 % intervals of AUC and pAUC and every
+        score choice's figures under ``scores``) and log the same values, flattened (``test_metrics``):
+        test/<domain>/{auc,pauc,auc_low,...,f1}, test/hmean/{auc,pauc}, test/dcase_score, test/scores/<name>/...;
         in a per-machine-type run test/sections/<NN>/<domain>/... per section instead of test/<domain>/..."""
         self.test_scores = self._gather()
         self.test_results = self._results(self.test_scores)
@@ -146,25 +193,26 @@ class AnomalyDetector(L.LightningModule):
         """Per domain, or per section and domain when the DataModule holds every section (``section`` None)."""
         datamodule = getattr(self._trainer, "datamodule", None)
         if "section" in scores and datamodule is not None and getattr(datamodule, "section", 0) is None:
-            return section_results(scores, self._domain_metrics)
-        return self._domain_metrics(scores)
+            return section_results(scores, lambda chosen: self._domain_metrics(chosen, intervals=True))
+        return self._domain_metrics(scores, intervals=True)
 
-    def _domain_metrics(self, scores: dict[str, torch.Tensor]) -> dict:
-        results: dict = {}
+    def score_names(self) -> list[str]:
+        """The score choices whose metrics are reported: the components, and ``fused`` when there are several."""
+        return [*self.components, "fused"] if len(self.components) > 1 else list(self.components)
+
+    def _domain_metrics(self, scores: dict[str, torch.Tensor], intervals: bool = False) -> dict:
+        """Per domain AUC, pAUC (with 95 % bootstrap intervals when ``intervals``) and decision metrics of the
+        chosen score, their harmonic means, and under ``scores`` the same AUC/pAUC figures of every choice."""
+        results = _ranking_metrics(scores["score"], scores, intervals)
         decisions = scores["score"] > self.threshold.cpu()
-        for code, domain in enumerate(DOMAINS):
-            mask = scores["domain"] == code
-            if not mask.any():
-                continue
-            auc, pauc = auc_pauc(scores["score"][mask], scores["label"][mask])
-            results[domain] = {"auc": auc, "pauc": pauc}
-            if torch.isfinite(self.threshold):
-                results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
-        domains = [d for d in DOMAINS if d in results]
-        results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
-        results["dcase_score"] = official_score(
-            [results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains]
-        )
+        if torch.isfinite(self.threshold):
+            for code, domain in enumerate(DOMAINS):
+                if domain in results:
+                    mask = scores["domain"] == code
+                    results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
+        results["scores"] = {
+            name: _ranking_metrics(scores[SCORE_KEYS[name]], scores, intervals) for name in self.score_names()
+        }
         return results
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -186,3 +234,21 @@ def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
     except (ValueError, RuntimeError, FloatingPointError):
         pass
     return float(np.quantile(scores, quantile))
+
+
+def _ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], intervals: bool) -> dict:
+    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}, dcase_score} of one
+    score."""
+    results: dict = {}
+    for code, domain in enumerate(DOMAINS):
+        mask = scores["domain"] == code
+        if not mask.any():
+            continue
+        auc, pauc = auc_pauc(values[mask], scores["label"][mask])
+        results[domain] = {"auc": auc, "pauc": pauc}
+        if intervals:
+            results[domain] |= auc_pauc_intervals(values[mask].numpy(), scores["label"][mask].numpy())
+    domains = [d for d in DOMAINS if d in results]
+    results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+    results["dcase_score"] = official_score([results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains])
+    return results

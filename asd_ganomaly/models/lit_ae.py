@@ -18,6 +18,8 @@ class AutoencoderModule(AnomalyDetector):
     epoch sees every vector once as in the baseline (which shuffles over all clips, not within a batch).
     """
 
+    components = ("reconstruction",)
+
     def __init__(
         self,
         net: DenseAutoencoder,

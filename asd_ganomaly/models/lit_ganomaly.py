@@ -29,6 +29,8 @@ class GANomalyModule(AnomalyDetector):
     ``"stop"``. ``bn_train_mode_at_test`` scores with batch statistics, as the authors' code did.
     """
 
+    components = ("latent", "reconstruction", "discriminator")
+
     def __init__(
         self,
         net: GANomaly,
@@ -68,7 +70,11 @@ class GANomalyModule(AnomalyDetector):
         return [opt_g, opt_d], schedulers
 
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent, reconstruction and discriminator scores of normalised log-mel."""
+        """Latent (``score_latent``), reconstruction and discriminator scores of normalised log-mel."""
+        scores = self._net_scores(logmel)
+        return {"score_latent": scores.pop("score"), **scores}
+
+    def _net_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.bn_train_mode_at_test and not self.training:
             self.net.train()
             try:

@@ -1,0 +1,100 @@
+"""95 % bootstrap intervals of AUC, pAUC and the official score, by ``scipy.stats.bootstrap``.
+
+The resampling is stratified: normal and anomalous clips are resampled separately (scipy's multi-sample
+bootstrap, ``paired=False``), so every resample holds both labels in the test set's proportions and an AUC is
+always defined; a resample with one label cannot occur. Intervals are percentile intervals (BCa is undefined
+when every resample gives the same AUC, as a perfectly separable test set does) from a fixed random state, so
+the same scores always give the same interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .metrics import MAX_FPR, harmonic_mean
+
+N_RESAMPLES = 1000
+CONFIDENCE = 0.95
+SEED = 0
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray, max_fpr: float | None = None) -> float:
+    """AUC, or the McClish-standardised partial AUC up to ``max_fpr``, as scikit-learn's ``roc_auc_score``
+    computes them (ties handled as one ROC step), in plain numpy: fast enough to call a thousand times."""
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(labels)[last_of_tie]
+    fps = last_of_tie + 1 - tps
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    if max_fpr is None:
+        return float(np.trapezoid(tpr, fpr))
+    stop = int(np.searchsorted(fpr, max_fpr, side="right"))
+    tpr_end = np.interp(max_fpr, fpr[stop - 1 : stop + 1], tpr[stop - 1 : stop + 1])
+    partial = float(np.trapezoid(np.r_[tpr[:stop], tpr_end], np.r_[fpr[:stop], max_fpr]))
+    low, high = 0.5 * max_fpr**2, max_fpr
+    return 0.5 * (1 + (partial - low) / (high - low))
+
+
+def _two_sample(normal: np.ndarray, anomaly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.concatenate([normal, anomaly])
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(anomaly))]
+    return scores, labels
+
+
+def _auc_pauc(normal: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
+    scores, labels = _two_sample(normal, anomaly)
+    return np.array([roc_auc(scores, labels), roc_auc(scores, labels, MAX_FPR)])
+
+
+def _split(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError("a bootstrap interval of AUC needs both normal (0) and anomaly (1) labels")
+    return scores[~labels], scores[labels]
+
+
+def _bootstrap(samples: tuple[np.ndarray, ...], statistic, n_resamples: int, seed: int) -> np.ndarray:
+    result = stats.bootstrap(
+        samples,
+        statistic,
+        paired=False,
+        vectorized=False,
+        n_resamples=n_resamples,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return np.stack([result.confidence_interval.low, result.confidence_interval.high], axis=-1)
+
+
+def auc_pauc_intervals(
+    scores: Sequence[float], labels: Sequence[int], n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> dict[str, float]:
+    """95 % intervals of AUC and pAUC: ``auc_low, auc_high, pauc_low, pauc_high`` (labels: 1 = anomaly)."""
+    low_high = _bootstrap(_split(scores, labels), _auc_pauc, n_resamples, seed)
+    return {
+        "auc_low": float(low_high[0, 0]),
+        "auc_high": float(low_high[0, 1]),
+        "pauc_low": float(low_high[1, 0]),
+        "pauc_high": float(low_high[1, 1]),
+    }
+
+
+def official_score_interval(
+    groups: Sequence[tuple[Sequence[float], Sequence[int]]], n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> tuple[float, float]:
+    """95 % interval of the official score (harmonic mean of every group's AUC and pAUC) over
+    (scores, labels) groups, one per run and domain; each group's normals and anomalies are resampled apart."""
+    samples = tuple(part for group in groups for part in _split(*group))
+
+    def statistic(*parts: np.ndarray) -> float:
+        values = [v for i in range(0, len(parts), 2) for v in _auc_pauc(parts[i], parts[i + 1])]
+        return harmonic_mean(values)
+
+    low, high = _bootstrap(samples, statistic, n_resamples, seed)
+    return float(low), float(high)

@@ -1,0 +1,250 @@
+"""Detection-quality benchmark (``make quality``): which detector detects, on synthetic data, over seeds.
+
+Writes an ``asd-ganomaly synth`` dataset at the default severity (all 7 machine types), then trains and tests,
+through real ``asd-train`` multiruns (one process per model and seed), four detectors:
+
+* ``ganomaly_demo``: GANomaly with ``experiment=demo`` as it is in ``conf/`` (model, epochs, batch size);
+* ``ganomaly_wide``: the same with every channel count doubled (a larger model that still trains on a CPU);
+* ``ae_baseline`` and ``knn_baseline`` on the same data, trainer settings and sections.
+
+Model settings are read from ``conf/`` when the runs start, so a changed demo config is benchmarked as it is.
+Results are found by globbing ``metrics.json`` below the output folder. Printed and written to
+``<out>/quality.md``: per model the official score (its configured score) as mean and std over seeds, the
+official score of every score choice, per machine type hmean AUC/pAUC, and each seed's official score with its
+95 % bootstrap interval over the test clips. Clips are 4 s long (120 frames) instead of the demo's 10 s, so
+that 168 runs fit in well under an hour on 2 CPU cores; ``--quick`` takes one section and one seed.
+
+    python benchmarks/quality.py --quick          # a few minutes on 2 CPU cores
+    python benchmarks/quality.py --jobs 2         # 2 sections x 3 seeds, two processes at a time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import mean, stdev
+
+from hydra import compose, initialize_config_dir
+
+from asd_ganomaly.data.dcase import MACHINE_TYPES
+from asd_ganomaly.metrics import harmonic_mean, official_score
+from asd_ganomaly.score_tables import official_interval
+from asd_ganomaly.train import CONF_DIR
+
+MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")
+QUICK = {"sections": [0], "seeds": [0], "seconds": 4.0, "frames": 120}
+FULL = {"sections": [0, 1], "seeds": [0, 1, 2], "seconds": 4.0, "frames": 120}
+
+
+def model_overrides(label: str) -> list[str]:
+    """Overrides on top of ``experiment=demo`` that make each benchmarked model; ``ganomaly_wide`` doubles the
+    demo model's channel counts as composed from ``conf/`` (the output channel of the decoder stays 1)."""
+    if label in ("ae_baseline", "knn_baseline"):
+        return [f"model={label}"]
+    if label == "ganomaly_demo":
+        return ["model.name=ganomaly_demo"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        net = compose(config_name="train", overrides=["experiment=demo"]).model.net
+    double = [2 * c for c in net.encoder.channels], [2 * c for c in net.decoder.channels[:-1]]
+    return [
+        "model.name=ganomaly_wide",
+        f"model.net.encoder.channels=[{','.join(map(str, double[0]))}]",
+        f"model.net.decoder.channels=[{','.join(map(str, [*double[1], net.decoder.channels[-1]]))}]",
+        f"model.net.discriminator.channels=[{','.join(str(2 * c) for c in net.discriminator.channels)}]",
+    ]
+
+
+def synthesize(root: Path, mode: dict, machines: list[str]) -> None:
+    """The synthetic dataset at the default severity, the demo's size; written once per parameter set."""
+    args = ["--machines", *machines, "--sections", *map(str, mode["sections"]), "--clips-per-section", "32"]
+    args += ["--test-clips", "10", "--seconds", str(mode["seconds"])]
+    stamp = root / ".quality-synth"
+    if stamp.exists() and stamp.read_text() == json.dumps(args):
+        return
+    print(f"writing the synthetic dataset to {root}", flush=True)
+    command = [sys.executable, "-m", "asd_ganomaly.cli", "synth", str(root), *args]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stamp.write_text(json.dumps(args))
+
+
+def train_command(label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path) -> list[str]:
+    """One asd-train multirun: one model and seed over every machine type and section."""
+    command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", *model_overrides(label)]
+    command += [
+        f"data.root={data}",
+        f"data.machine_type={','.join(machines)}",
+        f"data.section={','.join(map(str, mode['sections']))}",
+        f"seed={seed}",
+        f"task_name={label}_seed{seed}",
+        f"paths.log_dir={out / 'runs'}",
+        f"paths.cache_dir={out / 'cache'}",
+        "logger=csv",
+        "plots=false",
+        "data.progress=false",
+        "data.num_workers=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        "trainer.enable_model_summary=false",
+    ]
+    if mode["frames"]:
+        command += [f"data.features.seconds={mode['seconds']}", f"data.features.frames={mode['frames']}"]
+    return command
+
+
+def run_all(commands: list[list[str]], jobs: int, log_dir: Path) -> None:
+    """Run the multiruns, ``jobs`` at a time, each on one thread; their output goes to log files. Each one's
+    CPU time is printed beside its wall time: on a shared machine it is the figure that does not depend on load."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(command: list[str]) -> None:
+        name = next(a for a in command if a.startswith("task_name=")).split("=")[1]
+        started = time.perf_counter()
+        with open(log_dir / f"{name}.log", "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, command)
+        cpu = usage.ru_utime + usage.ru_stime
+        print(f"  {name}: {time.perf_counter() - started:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(run, commands))
+
+
+def collect(out: Path) -> dict[str, dict[int, list[dict]]]:
+    """Completed runs' metrics.json records by model and seed (failed runs stop the benchmark)."""
+    runs: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(out.glob("runs/**/metrics.json")):
+        record = json.loads(path.read_text())
+        if record["status"] != "completed":
+            raise RuntimeError(f"{path.parent}: {record['error']}")
+        record["run_dir"] = str(path.parent)
+        runs[record["model"]][int(record["config"]["seed"])].append(record)
+    return runs
+
+
+def _official(records: list[dict], score: str | None = None) -> float:
+    pairs = [(r["scores"][score] if score else r["metrics"])[d] for r in records for d in ("source", "target")]
+    return official_score([p["auc"] for p in pairs], [p["pauc"] for p in pairs])
+
+
+def _interval(records: list[dict]) -> tuple[float, float] | None:
+    rows = [
+        {"run_dir": r["run_dir"], "domain": d, "status": "completed"} for r in records for d in ("source", "target")
+    ]
+    return official_interval(rows)
+
+
+def summarise(runs: dict[str, dict[int, list[dict]]]) -> dict[str, dict]:
+    """Per model: official score per seed and its interval, every score choice's, per machine hmeans."""
+    summary = {}
+    for model, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        first = by_seed[seeds[0]][0]
+        choices = list(first["scores"])
+        machines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for records in by_seed.values():
+            for machine in sorted({r["machine_type"] for r in records}):
+                pairs = [r["metrics"][d] for r in records if r["machine_type"] == machine for d in ("source", "target")]
+                machines[machine].append(
+                    (harmonic_mean(p["auc"] for p in pairs), harmonic_mean(p["pauc"] for p in pairs))
+                )
+        summary[model] = {
+            "score": first["config"]["model"].get("score") or choices[0],
+            "seeds": {s: (_official(by_seed[s]), _interval(by_seed[s])) for s in seeds},
+            "choices": {c: [_official(by_seed[s], c) for s in seeds] for c in choices},
+            "machines": {m: tuple(mean(v[i] for v in values) for i in (0, 1)) for m, values in machines.items()},
+            "runs": sum(len(v) for v in by_seed.values()),
+        }
+    return summary
+
+
+def _mean_std(values: list[float]) -> str:
+    """Mean ± sample standard deviation (0 for one seed)."""
+    return f"{mean(values):.3f} ± {stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+
+def to_markdown(summary: dict[str, dict], header: list[str]) -> str:
+    """The benchmark's tables as markdown."""
+    models = [m for m in MODELS if m in summary] + [m for m in summary if m not in MODELS]
+    lines = [*header, "", "## Official score (its configured score), mean ± std over seeds", ""]
+    lines += ["| model | score | runs | official score | per seed (95 % bootstrap interval over test clips) |"]
+    lines += ["|---|---|---|---|---|"]
+    for m in models:
+        s = summary[m]
+        seeds = ", ".join(
+            f"{seed}: {v:.3f} ({iv[0]:.3f}-{iv[1]:.3f})" if iv else f"{seed}: {v:.3f}"
+            for seed, (v, iv) in s["seeds"].items()
+        )
+        lines.append(
+            f"| {m} | {s['score']} | {s['runs']} | {_mean_std([v for v, _ in s['seeds'].values()])} | {seeds} |"
+        )
+    names = ("latent", "reconstruction", "discriminator", "knn", "fused")
+    lines += ["", "## Official score of every score choice, mean ± std over seeds", ""]
+    lines += ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for m in models:
+        cells = [_mean_std(summary[m]["choices"][n]) if n in summary[m]["choices"] else "-" for n in names]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    machines = [t for t in MACHINE_TYPES if any(t in summary[m]["machines"] for m in models)]
+    lines += ["", "## hmean AUC / pAUC per machine type (configured score, mean over seeds)", ""]
+    lines += ["| model | " + " | ".join(machines) + " |", "|---|" + "---|" * len(machines)]
+    for m in models:
+        cells = [f"{summary[m]['machines'][t][0]:.3f} / {summary[m]['machines'][t][1]:.3f}" for t in machines]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Synthesise, train and test every model and seed, print and write the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one section, one seed: a few minutes")
+    parser.add_argument("--out", default=None, help="output folder (default outputs/quality[-quick])")
+    parser.add_argument("--data", default=None, help="synthetic data folder (default data/quality[-quick])")
+    parser.add_argument("--jobs", type=int, default=2, help="multirun processes at a time, one thread each")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES))
+    args = parser.parse_args(argv)
+    mode, suffix = (QUICK, "-quick") if args.quick else (FULL, "")
+    out = Path(args.out or f"outputs/quality{suffix}").resolve()
+    data = Path(args.data or f"data/quality{suffix}").resolve()
+    started = time.perf_counter()
+    synthesize(data, mode, args.machines)
+    commands = [train_command(m, s, mode, args.machines, data, out) for s in mode["seeds"] for m in args.models]
+    run_all(commands, args.jobs, out / "logs")
+    summary = summarise(collect(out))
+    header = [
+        "# Detection quality on synthetic data",
+        "",
+        f"`python benchmarks/quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_cpu()}, {os.cpu_count()} CPU cores, {args.jobs} processes "
+        f"of one thread, {time.perf_counter() - started:.0f} s in all.",
+        f"Data: `asd-ganomaly synth` at the default severity (not the paper's data), {len(args.machines)} machine "
+        f"types, sections {mode['sections']}, {mode['seconds']:g} s clips, 32 + 3 training clips and 40 test clips "
+        f"per section; seeds {mode['seeds']} (training seeds; the data is the same for every seed).",
+    ]
+    text = to_markdown(summary, header)
+    (out / "quality.md").write_text(text)
+    print(text)
+    print(f"written: {out / 'quality.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""benchmarks/quality.py: the models it builds from conf/, and its tables over seeds."""
+
+import importlib.util
+from pathlib import Path
+from statistics import mean, stdev
+
+import torch
+from hydra.utils import instantiate
+from test_model import compose_config
+
+from asd_ganomaly.metrics import official_score
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+spec = importlib.util.spec_from_file_location("quality", SCRIPT)
+quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quality)
+
+
+def test_wide_ganomaly_is_the_demo_model_with_doubled_channels():
+    demo = compose_config("experiment=demo").model
+    wide = compose_config("experiment=demo", *quality.model_overrides("ganomaly_wide")).model
+    assert wide._target_ == demo._target_ and wide.name == "ganomaly_wide"
+    assert list(wide.net.encoder.channels) == [2 * c for c in demo.net.encoder.channels]
+    assert list(wide.net.decoder.channels) == [*(2 * c for c in demo.net.decoder.channels[:-1]), 1]
+    assert list(wide.net.discriminator.channels) == [2 * c for c in demo.net.discriminator.channels]
+    net = instantiate(
+        compose_config(
+            "experiment=demo", "data.features.frames=64", *quality.model_overrides("ganomaly_wide")
+        ).model.net
+    )
+    assert net.scores(torch.randn(2, 128, 64))["score"].shape == (2,)
+
+
+def record(model, machine, seed, aucs):
+    domains = {d: {"auc": a, "pauc": a / 2} for d, a in zip(("source", "target"), aucs, strict=True)}
+    return {
+        "model": model,
+        "machine_type": machine,
+        "config": {"seed": seed, "model": {"score": None}},
+        "metrics": domains,
+        "scores": {"latent": domains, "reconstruction": {d: {"auc": 0.9, "pauc": 0.8} for d in domains}},
+        "run_dir": "no-such-run",
+    }
+
+
+def test_summary_gives_mean_and_std_over_seeds_and_every_score_choice():
+    runs = {"m": {0: [record("m", "fan", 0, (0.6, 0.7)), record("m", "valve", 0, (0.8, 0.5))]}}
+    runs["m"][1] = [record("m", "fan", 1, (0.9, 0.7)), record("m", "valve", 1, (0.6, 0.6))]
+    summary = quality.summarise(runs)["m"]
+    per_seed = [official_score([0.6, 0.7, 0.8, 0.5], [0.3, 0.35, 0.4, 0.25])]
+    per_seed.append(official_score([0.9, 0.7, 0.6, 0.6], [0.45, 0.35, 0.3, 0.3]))
+    assert [v for v, _ in summary["seeds"].values()] == per_seed
+    assert summary["score"] == "latent" and summary["runs"] == 4
+    assert summary["choices"]["reconstruction"] == [official_score([0.9] * 4, [0.8] * 4)] * 2
+    text = quality.to_markdown({"m": summary}, ["# t"])
+    assert f"| m | latent | 4 | {mean(per_seed):.3f} ± {stdev(per_seed):.3f} |" in text
+    assert "| m | fan | valve |" not in text and "| model | fan | valve |" in text

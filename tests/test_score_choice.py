@@ -1,0 +1,149 @@
+"""model.score: the chosen score, the fused score's statistics, every score's metrics, checkpoint and ONNX."""
+
+import csv
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import SMALL_RUN, find_run, run_cli
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from test_model import compose_config
+
+from asd_ganomaly.cli import main as cli_main
+from asd_ganomaly.data.datamodule import TensorBatches
+from asd_ganomaly.export import export_onnx
+from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
+from asd_ganomaly.report import write_report
+from asd_ganomaly.runs import read_metrics
+from asd_ganomaly.scoring import load_detector
+
+
+def small_detector(score: str):
+    torch.manual_seed(0)
+    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", f"++model.score={score}")
+    module = instantiate(cfg.model)
+    module.fit_normalizer(torch.randn(16, 128, 64))
+    return module, cfg
+
+
+@pytest.mark.parametrize("score", ["latent", "reconstruction", "discriminator", "fused"])
+def test_the_chosen_score_is_the_detector_score_and_the_others_stay(score):
+    module, _ = small_detector(score)
+    module.calibrate_threshold(TensorBatches((torch.randn(16, 128, 64),), batch_size=8))
+    scores = module.eval().score_logmel(torch.randn(6, 128, 64))
+    assert set(scores) == {"score", *(SCORE_KEYS[n] for n in ("latent", "reconstruction", "discriminator", "fused"))}
+    assert torch.equal(scores["score"], scores[SCORE_KEYS[score]])
+
+
+def test_fused_score_standardises_each_score_on_the_training_normals():
+    module, cfg = small_detector("fused")
+    train = torch.randn(16, 128, 64)
+    threshold = module.calibrate_threshold(TensorBatches((train,), batch_size=8))
+    module.eval()
+    components = [SCORE_KEYS[n] for n in module.components]
+    train_scores = module.score_logmel(train)
+    stacked = torch.stack([train_scores[k] for k in components], dim=-1).double()
+    assert torch.allclose(module.score_mean.double(), stacked.mean(0), rtol=1e-4)
+    assert torch.allclose(module.score_std.double(), stacked.std(0), rtol=1e-4)
+    standardised = (stacked - module.score_mean.double()) / module.score_std.double()
+    assert torch.allclose(train_scores["score"].double(), standardised.sum(-1), atol=1e-4)
+    assert standardised.std(0).sub(1).abs().max() < 1e-3, "each standardised score has unit std on the normals"
+    assert np.isfinite(threshold) and threshold > train_scores["score"].median().item()
+
+    fresh = instantiate(cfg.model)
+    fresh.load_state_dict(module.state_dict())
+    test = torch.randn(5, 128, 64)
+    assert torch.allclose(fresh.eval().score_logmel(test)["score"], module.score_logmel(test)["score"])
+
+
+def test_onnx_export_reproduces_the_fused_score(tmp_path):
+    module, _ = small_detector("fused")
+    module.calibrate_threshold(TensorBatches((torch.randn(16, 128, 64),), batch_size=8))
+    # an untrained discriminator's score barely varies (std ~1e-6 at 0.48): float32 rounding divided by that std
+    # would swamp the comparison, so its statistics are widened to 1 % of its mean for this check
+    module.score_std.clamp_(min=module.score_mean.abs() * 1e-2)
+    path = export_onnx(module, tmp_path / "fused.onnx")
+    logmel = torch.randn(3, 128, 64)
+    onnx_scores = ort.InferenceSession(str(path)).run(["score"], {"logmel": logmel.numpy()})[0]
+    with torch.no_grad():
+        expected = module.eval().score_logmel(logmel)["score"].numpy()
+    assert np.allclose(onnx_scores, expected, atol=1e-4)
+
+
+def test_a_score_the_model_does_not_compute_is_refused():
+    with pytest.raises(InstantiationException, match="score must be one of .'reconstruction', 'fused'.*'latent'"):
+        instantiate(compose_config("model=ae_baseline", "model.score=latent").model)
+    with pytest.raises(InstantiationException, match="score must be one of"):
+        small_detector("loudness")
+
+
+@pytest.fixture(scope="module")
+def reconstruction_run(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("score_choice")
+    args = [
+        "asd_ganomaly.train",
+        f"data.root={synthetic_root}",
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.cache_dir={work / 'cache'}",
+        *SMALL_RUN,
+        "++model.score=reconstruction",
+        "trainer.max_epochs=2",
+        "logger=csv",
+        "plots=false",
+    ]
+    run_cli(args, cwd=work)
+    return work / "logs" / "train"
+
+
+@pytest.mark.slow
+def test_metrics_carry_every_score_and_intervals(reconstruction_run):
+    run = find_run(reconstruction_run)
+    metrics = read_metrics(run)
+    assert set(metrics["scores"]) == {"latent", "reconstruction", "discriminator", "fused"}
+    for domain in ("source", "target"):
+        chosen = metrics["metrics"][domain]
+        assert chosen["auc"] == metrics["scores"]["reconstruction"][domain]["auc"]
+        assert chosen["auc_low"] <= chosen["auc"] <= chosen["auc_high"]
+        assert chosen["pauc_low"] <= chosen["pauc"] <= chosen["pauc_high"]
+    with open(run / "scores.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(r["score"] == r["score_rec"] for r in rows) and any(r["score"] != r["score_latent"] for r in rows)
+
+
+@pytest.mark.slow
+def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_root, tmp_path):
+    run = find_run(reconstruction_run)
+    assert load_detector(run / "model.ckpt").score_choice == "reconstruction"
+    out = tmp_path / "scores.csv"
+    clips = str(synthetic_root / "fan" / "source_test")
+    assert cli_main(["score", "--ckpt", str(run / "model.ckpt"), clips, "--out", str(out)]) == 0
+    with open(out) as handle:
+        rescored = {r["path"]: float(r["score"]) for r in csv.DictReader(handle)}
+    with open(run / "scores.csv") as handle:
+        own = {r["path"]: float(r["score_rec"]) for r in csv.DictReader(handle) if r["domain"] == "source"}
+    assert own and all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
+
+
+@pytest.mark.slow
+def test_report_shows_every_score_and_the_official_interval(reconstruction_run, tmp_path):
+    _, md_path = write_report(reconstruction_run, tmp_path)
+    text = md_path.read_text()
+    assert "| setting | machine | section | domain | latent | reconstruction | discriminator | fused |" in text
+    line = next(line for line in text.splitlines() if line.startswith("- ganomaly_small:"))
+    point = float(line.split()[2])
+    low, high = (float(v) for v in line.split("95 % interval ")[1].split(")")[0].split("-"))
+    assert low <= point <= high
+
+
+def test_a_detector_that_names_no_scores_keeps_its_own_score():
+    class Plain(AnomalyDetector):
+        def clip_scores(self, logmel):
+            return {"score": logmel.mean(dim=(1, 2))}
+
+    detector = Plain(features={"frames": 64}, normalization="none")
+    logmel = torch.randn(4, 128, 64)
+    scores = detector.score_logmel(logmel)
+    assert torch.equal(scores["score"], logmel.mean(dim=(1, 2)))
+    assert detector.score_names() == ["default"] and "score_fused" in scores
