@@ -40,7 +40,7 @@ def _test_scores(run_dir: Path, section: object, domain: str) -> tuple[list[floa
             rows = [
                 r
                 for r in csv.DictReader(handle)
-                if r["domain"] == domain and str(r.get("section", section)) == str(section)
+                if r["domain"] == domain and (section is None or str(r.get("section", section)) == str(section))
             ]
     except OSError:
         return None
@@ -49,7 +49,9 @@ def _test_scores(run_dir: Path, section: object, domain: str) -> tuple[list[floa
 
 def official_interval(rows: list[dict]) -> tuple[float, float] | None:
     """95 % interval of the official score of completed rows (one model), from their runs' scores.csv."""
-    groups = [_test_scores(Path(r["run_dir"]), r["section"], r["domain"]) for r in rows if r["status"] == "completed"]
+    groups = [
+        _test_scores(Path(r["run_dir"]), r.get("section"), r["domain"]) for r in rows if r["status"] == "completed"
+    ]
     if not groups or any(g is None or len(set(g[1])) < 2 for g in groups):
         return None
     return official_score_interval(groups)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import console
 from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .checks import discard_unused_run_dir, preflight
+from .checks import check_data, discard_unused_run_dir, validate_config
 from .data.dcase import section_key
 from .errors import UserError
 from .identity import (
@@ -155,12 +155,13 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     """Fit and test one run (or skip it when finished before); returns its test metrics by logged name."""
     out = Path(cfg.paths.output_dir)
+    validate_config(cfg)  # values in range and present, before anything reads them
     info = run_info(cfg)
     check_run_config(out, info["config"])  # a folder of another config is refused before anything is read
     if cfg.skip_finished and is_finished(out):
         log.info("skipping %s: finished before (%s exists)", out, METRICS_FILE)
         return read_metrics(out).get("logged", {})
-    preflight(cfg)  # config values and the data, before W&B, a run file or an epoch
+    check_data(cfg.data)  # the clips listed and their headers read, before W&B, a run file or an epoch
     write_run_config(out, info["config"], info["overrides"])
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)

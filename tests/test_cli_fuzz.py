@@ -146,7 +146,9 @@ def test_report_lists_malformed_metrics_json_as_bad_runs_and_refuses_a_file_as_f
     sweep = tmp_path / "sweep"
     for section, content in enumerate(contents):
         run = sweep / "ganomaly" / f"fan_sec{section}"
-        run.mkdir(parents=True)
+        (run / ".hydra").mkdir(parents=True)  # what the run is: from the config Hydra saved, not the folder name
+        saved = f"model: {{name: ganomaly}}\ndata: {{machine_type: fan, section: {section}}}\n"
+        (run / ".hydra" / "config.yaml").write_text(saved)
         (run / "metrics.json").write_text(content)
     result = run_cli([CLI, "report", str(sweep)], tmp_path, check=False)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
