@@ -8,6 +8,8 @@ import shutil
 import pytest
 from conftest import SMALL_RUN, run_cli
 
+pytestmark = pytest.mark.slow  # every test here runs the real CLI in a subprocess
+
 TRAIN = "asd_ganomaly.train"
 CLI = "asd_ganomaly.cli"
 

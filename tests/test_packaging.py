@@ -53,6 +53,7 @@ def test_wheel_ships_the_configs_and_asd_train_runs_from_another_folder(installe
     assert (find_run(tmp_path / "logs", "fan") / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_users_config_folder_on_the_search_path_is_found(tmp_path):
     mine = tmp_path / "my_conf" / "experiment"
     mine.mkdir(parents=True)

@@ -118,6 +118,7 @@ def test_unwritable_or_full_output_is_refused_before_training(tmp_path):
         check_output_dir(tmp_path / "run", min_free_gb=1e12)
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     start = time.monotonic()
@@ -130,6 +131,7 @@ def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
     assert not (run_dir(log_dir) / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     env = {"WANDB_MODE": "", "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
@@ -142,6 +144,7 @@ def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tm
     assert (run_dir(log_dir) / "csv" / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_path):
     scores = []
     for name in ("a", "b"):
@@ -156,6 +159,7 @@ def _weights(run):
     return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     # 12 epochs of 49 batches: SIGTERM, sent half a second into the second epoch, lands mid-epoch
