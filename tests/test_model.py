@@ -174,3 +174,22 @@ def test_schedulers_from_config_step_each_epoch():
     opt_g, opt_d = module.optimizers()
     assert opt_g.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.25)  # halved after each of 2 epochs
     assert opt_d.param_groups[0]["lr"] < 5e-4 * 0.01  # cosine over trainer.max_epochs reaches ~0
+
+
+def test_reconstruction_score_leaves_the_zero_padding_out():
+    net = GANomaly(
+        [128, 100],  # padded to 112 frames: 12 frames of zeros
+        encoder={"channels": [4, 4, 8, 8], "strides": [2, 2, 2, 2]},
+        decoder={"channels": [8, 8, 4, 1], "strides": [2, 2, 2, 2]},
+        discriminator={"channels": [4, 4, 4, 4, 4], "strides": [2] * 5},
+    ).eval()
+    x = torch.randn(3, 128, 100)
+    with torch.no_grad():
+        x_pad, x_rec, z, z_prime = net(x)
+        scores = net.scores(x)
+    assert x_pad.shape[-1] == 112 and z.shape[-1] == 7
+    on_clip = (x_pad - x_rec)[..., :100].abs().flatten(1).mean(1)
+    with_padding = (x_pad - x_rec).abs().flatten(1).mean(1)
+    assert torch.allclose(scores["score_rec"], on_clip)
+    assert not torch.allclose(scores["score_rec"], with_padding, rtol=1e-3)
+    assert torch.allclose(scores["score"], (z - z_prime).pow(2).flatten(1).mean(1))
