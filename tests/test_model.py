@@ -70,7 +70,8 @@ def small_module(*overrides: str) -> GANomalyModule:
 
 
 def test_loss_weights_from_the_command_line_reach_the_loss():
-    module = small_module("model.loss.w_rec=10", "model.loss.w_adv=0.5", "model.optimizer_g.lr=0.01")
+    overrides = ("model.loss.w_rec=10", "model.loss.w_adv=0.5", "model.optimizer_g.lr=0.01", "model.loss.ano=l2")
+    module = small_module(*overrides)
     assert (module.loss.w_rec, module.loss.w_ano, module.loss.w_adv) == (10.0, 1.0, 0.5)
     opt_g, _ = module.configure_optimizers()[0]
     assert opt_g.param_groups[0]["lr"] == 0.01
@@ -168,3 +169,36 @@ def test_schedulers_from_config_step_each_epoch():
     opt_g, opt_d = module.optimizers()
     assert opt_g.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.25)  # halved after each of 2 epochs
     assert opt_d.param_groups[0]["lr"] < 5e-4 * 0.01  # cosine over trainer.max_epochs reaches ~0
+
+
+def test_reconstruction_score_leaves_the_zero_padding_out():
+    net = GANomaly(
+        [128, 100],  # padded to 112 frames: 12 frames of zeros
+        encoder={"channels": [4, 4, 8, 8], "strides": [2, 2, 2, 2]},
+        decoder={"channels": [8, 8, 4, 1], "strides": [2, 2, 2, 2]},
+        discriminator={"channels": [4, 4, 4, 4, 4], "strides": [2] * 5},
+    ).eval()
+    x = torch.randn(3, 128, 100)
+    with torch.no_grad():
+        x_pad, x_rec, z, z_prime = net(x)
+        scores = net.scores(x)
+    assert x_pad.shape[-1] == 112 and z.shape[-1] == 7
+    on_clip = (x_pad - x_rec)[..., :100].abs().flatten(1).mean(1)
+    with_padding = (x_pad - x_rec).abs().flatten(1).mean(1)
+    assert torch.allclose(scores["score_rec"], on_clip)
+    assert not torch.allclose(scores["score_rec"], with_padding, rtol=1e-3)
+    assert torch.allclose(scores["score"], (z - z_prime).pow(2).flatten(1).mean(1))
+
+
+def test_small_config_standardises_bands_and_the_report_config_stays_as_published():
+    small = compose_config("model=ganomaly_small").model
+    report = compose_config("model=ganomaly").model
+    assert (small.normalization, small.net.decoder.output_activation, small.loss.ano) == ("standard", "none", "mse")
+    assert (report.normalization, report.net.decoder.output_activation, report.loss.ano) == ("minmax", "tanh", "l2")
+    module = small_module()
+    features = torch.randn(6, 128, 64) * torch.linspace(1, 20, 128)[:, None] - 40
+    module.fit_normalizer(features)
+    normalised = module.normalizer(features)
+    assert torch.allclose(normalised.mean(dim=(0, 2)), torch.zeros(128), atol=1e-4)
+    assert torch.allclose(normalised.std(dim=(0, 2)), torch.ones(128), atol=1e-3)
+    assert isinstance(module.net.generator.decoder.layers[-1], torch.nn.Identity)

@@ -184,12 +184,18 @@ class GANomaly(nn.Module):
 
     def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-clip scores: ``score`` = mean((Z - Z')^2), ``score_rec`` = mean|X - X~|,
-        ``score_disc`` = 1 - sigmoid(D(X)) (the discriminator's belief that X is not real)."""
-        x, x_rec, z, z_prime = self(x)
-        logit, _ = self.discriminator(x)
+        ``score_disc`` = 1 - sigmoid(D(X)) (the discriminator's belief that X is not real).
+
+        ``score_rec`` covers the clip only, not the zero padding added up to the stride (its error says
+        nothing about the clip and would dilute the score). Every latent position sees part of the clip
+        (the padding is shorter than the stride), so ``score`` keeps them all."""
+        height, width = x.shape[-2:]
+        x_pad, x_rec, z, z_prime = self(x)
+        logit, _ = self.discriminator(x_pad)
+        residual = (x_pad - x_rec)[..., :height, :width]
         return {
             "score": (z - z_prime).pow(2).flatten(1).mean(1),
-            "score_rec": (x - x_rec).abs().flatten(1).mean(1),
+            "score_rec": residual.abs().flatten(1).mean(1),
             "score_disc": 1.0 - torch.sigmoid(logit),
         }
 

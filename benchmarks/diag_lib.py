@@ -1,0 +1,161 @@
+"""Helpers for the GANomaly diagnosis experiments (docs/diagnosis.md): cached features of every section,
+the no-training floor, a training loop identical to GANomalyModule.training_step, and AUC summaries."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from asd_ganomaly.data.cache import extract_features
+from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES, list_clips
+from asd_ganomaly.data.features import FeatureConfig
+from asd_ganomaly.metrics import auc_pauc, harmonic_mean
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+SECTIONS = [(m, s) for m in MACHINE_TYPES for s in (0, 1, 2)]
+
+
+def load_features(root: str, out: str) -> dict:
+    """Train/test log-mel of every (machine, section) under ``root``, cached in one file ``out``."""
+    if Path(out).exists():
+        return torch.load(out)
+    data = {}
+    for machine, section in SECTIONS:
+        train = [c for c in list_clips(root, machine, section, "train") if c.label != "anomaly"]
+        test = list_clips(root, machine, section, "test")
+        xtr, _ = extract_features([c.path for c in train], FeatureConfig(), num_workers=1, progress=False)
+        xte, _ = extract_features([c.path for c in test], FeatureConfig(), num_workers=1, progress=False)
+        data[(machine, section)] = {
+            "train": xtr,
+            "test": xte,
+            "label": torch.tensor([int(c.is_anomaly) for c in test]),
+            "domain": torch.tensor([DOMAINS.index(c.domain) for c in test]),
+        }
+    torch.save(data, out)
+    return data
+
+
+def floor_scores(d: dict) -> torch.Tensor:
+    """1-NN distance of per-band mean and std of the log-mel, z-scored on the training clips."""
+
+    def stats(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(-1), x.std(-1)], 1)
+
+    tr, te = stats(d["train"]), stats(d["test"])
+    mu, sd = tr.mean(0), tr.std(0).clamp_min(1e-6)
+    return torch.cdist((te - mu) / sd, (tr - mu) / sd).min(1).values
+
+
+def section_metrics(scores: torch.Tensor, d: dict) -> list[tuple[float, float]]:
+    """(AUC, pAUC) per domain."""
+    return [auc_pauc(scores[d["domain"] == k], d["label"][d["domain"] == k]) for k in range(len(DOMAINS))]
+
+
+def summary(per_section: dict) -> dict:
+    """Official score, mean AUC and per-machine hmean AUC of {(machine, section): [(auc, pauc) x domains]}."""
+    pairs = [p for v in per_section.values() for p in v]
+    out = {
+        "official": harmonic_mean([a for a, _ in pairs] + [p for _, p in pairs]),
+        "mean_auc": sum(a for a, _ in pairs) / len(pairs),
+    }
+    for machine in MACHINE_TYPES:
+        aucs = [a for (m, _), v in per_section.items() if m == machine for a, _ in v]
+        if aucs:
+            out[machine] = harmonic_mean(aucs)
+    return out
+
+
+def fmt(name: str, s: dict) -> str:
+    """One line of a summary."""
+    machines = " ".join(f"{m[:5]}={s[m]:.2f}" for m in MACHINE_TYPES if m in s)
+    return f"{name:40s} official={s['official']:.3f} meanAUC={s['mean_auc']:.3f} | {machines}"
+
+
+def build(*overrides: str):
+    """The LightningModule of ``model=...`` plus overrides, composed with Hydra as asd-train does."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return instantiate(cfg.model), cfg
+
+
+def train_gan(module, x: torch.Tensor, steps: int, batch: int, seed: int, log_every: int = 0) -> list[dict]:
+    """The same updates as GANomalyModule.training_step, without a Trainer (shuffled epochs, drop_last)."""
+    torch.manual_seed(seed)
+    module.fit_normalizer(x)
+    opt_g = module.optimizer_factories[0](params=module.net.generator.parameters())
+    opt_d = module.optimizer_factories[1](params=module.net.discriminator.parameters())
+    net, history, step = module.net, [], 0
+    module.train()
+    gen = torch.Generator().manual_seed(seed)
+    while step < steps:
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(len(x) // batch):
+            xb = module.normalizer(x[order[i * batch : (i + 1) * batch]])
+            x_pad, x_rec, z, zp = net(xb)
+            terms = module.loss(x_pad, x_rec, z, zp, net.discriminator(x_pad), net.discriminator(x_rec))
+            opt_g.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt_g.step()
+            loss_d = module.d_loss(net.discriminator(x_pad)[0], net.discriminator(x_rec.detach())[0])
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            step += 1
+            if log_every and step % log_every == 0:
+                history.append({k: float(v) for k, v in terms.items()} | {"d": float(loss_d), "step": step})
+            if step >= steps:
+                break
+    module.eval()
+    return history
+
+
+@torch.no_grad()
+def recalibrate_bn(module, x: torch.Tensor) -> None:
+    """Recompute every BatchNorm's running statistics as the exact average over the training clips."""
+    norms = [m for m in module.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    module.net.train()
+    for xb in x.split(8):
+        module.net(module.normalizer(xb))
+    module.net.eval()
+    for m in norms:
+        m.momentum = 0.1
+
+
+@torch.no_grad()
+def extra_scores(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Other ways to pool the same residuals: squared, and averaged over time before pooling over bands."""
+    xn = module.normalizer(x)
+    x_pad, x_rec, z, zp = module.net(xn)
+    r = (x_pad - x_rec)[:, 0, : xn.shape[-2], : xn.shape[-1]]
+    dz = z - zp
+    return {
+        "rec_mse": r.pow(2).flatten(1).mean(1),
+        "rec_band": r.mean(-1).pow(2).mean(1),
+        "lat_band": dz.mean(-1).pow(2).flatten(1).mean(1),
+    }
+
+
+@torch.no_grad()
+def score_all(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every score of the module for raw log-mel ``x``, in batches of 64."""
+    module.eval()
+    parts = [module.score_logmel(xb) for xb in x.split(64)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def steps_for(epochs: int, clips: int, batch: int) -> int:
+    """Optimizer steps of ``epochs`` epochs with drop_last."""
+    return epochs * max(1, math.floor(clips / batch))
+
+
+def timer() -> float:
+    """Seconds since the epoch (for wall-time figures)."""
+    return time.perf_counter()
