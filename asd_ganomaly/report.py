@@ -12,13 +12,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .data.dcase import ALL_SECTIONS, DOMAINS
-from .data.synth import is_synthetic
-from .identity import flatten_config
 from .metrics import harmonic_mean, official_score
 from .outputs import OutputError, atomic_output, check_output
 from .reference import ae_baseline_hmean, report_auc
+from .results_markdown import to_markdown
 from .runs import METRICS_FILE
-from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns, score_choice_lines
+from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns
 
 log = logging.getLogger(__name__)
 _ABSENT = object()  # a run folder without metrics.json
@@ -170,16 +169,6 @@ def _name_settings(rows: list[dict]) -> None:
             row["setting"] += " per machine type"
 
 
-def differing_keys(rows: list[dict]) -> dict[str, dict[str, object]]:
-    """Per setting, the config keys whose values differ between the settings (machine and section aside)."""
-    configs = {}
-    for row in rows:
-        if row.get("config") and row["setting"] not in configs:
-            configs[row["setting"]] = flatten_config(row["config"])
-    keys = sorted({k for c in configs.values() for k in c if len({repr(o.get(k)) for o in configs.values()}) > 1})
-    return {setting: {k: config.get(k) for k in keys} for setting, config in configs.items()}
-
-
 def summarise(rows: list[dict]) -> dict:
     """Per setting: per-machine harmonic means, the official score, and the runs that failed or are missing."""
     by_model: dict[str, dict] = defaultdict(lambda: {"machines": {}, "failed": [], "auc": [], "pauc": []})
@@ -203,90 +192,6 @@ def summarise(rows: list[dict]) -> dict:
         summary["official_score"] = official_score(summary["auc"], summary["pauc"]) if summary["auc"] else None
         summary["official_interval"] = official_interval([r for r in rows if r["setting"] == name])
     return dict(by_model)
-
-
-def _fmt(value: object) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        return f"{value:+.3f}" if value < 0 or value > 1 else f"{value:.3f}"
-    return str(value)
-
-
-def _interval(row: dict, metric: str) -> str | None:
-    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
-    return None if low is None or high is None else f"{low:.3f}-{high:.3f}"
-
-
-def _data_note(rows: list[dict]) -> list[str]:
-    roots = sorted({r.get("data_root", "") for r in rows if r.get("data_root")})
-    lines = [f"Data: {', '.join(roots) or 'unknown'}."]
-    if any(is_synthetic(root) for root in roots):
-        lines.append(
-            "**Synthetic data** made by `asd-ganomaly synth`: these figures show the code runs; they are not "
-            "comparable with the report's DCASE 2021 numbers beside them."
-        )
-    if any(r.get("selected_on_test") for r in rows):
-        lines.append("**Warning:** some runs selected their model on test labels (`select_on_test`): optimistic.")
-    return lines
-
-
-def to_markdown(rows: list[dict], summary: dict) -> str:
-    """The results tables as markdown."""
-    lines = ["# Results", "", *_data_note(rows), ""]
-    lines += [
-        "AUC and pAUC (max FPR 0.1, standardised as in scikit-learn and the DCASE evaluator) per run and domain; "
-        "`report` columns are the AUCs of Tables 1/2 of the GANomaly report (DCASE 2021 dev set).",
-        "",
-        "| setting | machine | section | domain | AUC | pAUC | report AE | report MobileNet | report GANomaly | "
-        "AUC - report GANomaly | AUC 95 % interval | pAUC 95 % interval |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r["status"] == "completed":
-            cells = [r["setting"], r["machine_type"], r["section"], r["domain"], r["auc"], r["pauc"]]
-            cells += [r["report_ae_auc"], r["report_mobilenet_auc"], r["report_ganomaly_auc"]]
-            cells += [r["auc_minus_report_ganomaly"], _interval(r, "auc"), _interval(r, "pauc")]
-            lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
-    lines += ["", "## Per machine type (harmonic means over sections and domains)", ""]
-    lines += ["| setting | machine | runs x domains | hmean AUC | hmean pAUC | AE baseline AUC | AE baseline pAUC |"]
-    lines += ["|---|---|---|---|---|---|---|"]
-    for model, s in summary.items():
-        for machine, m in s["machines"].items():
-            ae = m["ae_baseline"] or (None, None)
-            cells = [model, machine, m["pairs"], m["hmean_auc"], m["hmean_pauc"], ae[0], ae[1]]
-            lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
-    lines += score_choice_lines(rows, _fmt)
-    lines += ["", "## Official score (harmonic mean of all AUC and pAUC values)", ""]
-    lines += [
-        "95 % intervals: bootstrap over the test clips (normals and anomalies of each run and domain resampled "
-        "apart, 1000 resamples), not over training seeds.",
-        "",
-    ]
-    for model, s in summary.items():
-        interval = s.get("official_interval")
-        span = f" (95 % interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-        lines.append(f"- {model}: {_fmt(s['official_score'])}{span} over {len(s['auc'])} section-domain pairs")
-    failed = [r for s in summary.values() for r in s["failed"]]
-    if failed:
-        lines += ["", "## Failed or unfinished runs", ""]
-        lines += [
-            f"- {r['setting']} {r['machine_type']} section {r['section']}: {r['status']}: {r['error']}" for r in failed
-        ]
-    return "\n".join(lines + _settings_table(rows)) + "\n"
-
-
-def _settings_table(rows: list[dict]) -> list[str]:
-    """Where a sweep ran several configs: one row per setting, one column per config key that differs."""
-    settings = differing_keys(rows)
-    keys = sorted({k for values in settings.values() for k in values})
-    if len(settings) < 2 or not keys:
-        return []
-    lines = ["", "## Settings (the config keys that differ between them)", ""]
-    lines += ["| setting | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for setting, values in settings.items():
-        lines.append("| " + " | ".join([setting, *(_fmt(values.get(k)) for k in keys)]) + " |")
-    return lines
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
