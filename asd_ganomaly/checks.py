@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .data.audio import AudioError, check_header
-from .data.dcase import ClipInfo, DatasetError, check_test_labels, list_clips
+from .data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def _data_problems(cfg: DictConfig) -> list[str]:
     problems = [
         f"{key} is not set" for key in ("data.root", "data.machine_type") if _get(cfg, key) in (_ABSENT, None, "")
     ]
-    problems += _at_least(cfg, "data.section", 0)
+    if str(_get(cfg, "data.section")).lower() != ALL_SECTIONS:  # "all": one model per machine type
+        problems += _at_least(cfg, "data.section", 0)
     problems += _at_least(cfg, "data.batch_size", 1) + _at_least(cfg, "data.eval_batch_size", 1)
     problems += _at_least(cfg, "data.num_workers", 0) + _at_least(cfg, "data.max_train_clips", 1, optional=True)
     if _get(cfg, "data.on_bad_file") not in ("error", "skip"):
@@ -154,17 +155,18 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
     Raises :class:`DatasetError` for a missing root, machine, section or label, :class:`AudioError` for an
     unusable file (unless ``on_bad_file`` is ``skip``). Returns the usable training and test clips.
     """
-    root, machine, section = data["root"], data["machine_type"], int(data["section"])
+    root, machine, section = data["root"], data["machine_type"], parse_section(data["section"])
+    which = "every section" if section is None else f"section {section:02d}"
     skip = data.get("on_bad_file", "error") == "skip"
     train = [c for c in list_clips(root, machine, section, "train") if c.label != "anomaly"]
     if not train:
-        raise DatasetError(f"no normal training clips of {machine} section {section:02d} under {root}")
+        raise DatasetError(f"no normal training clips of {machine} {which} under {root}")
     train = usable_clips(train[: data.get("max_train_clips") or None], skip)
     test = usable_clips(list_clips(root, machine, section, "test"), skip)
     if not train or not test:
-        raise DatasetError(f"no usable {'training' if not train else 'test'} clips of {machine} section {section:02d}")
+        raise DatasetError(f"no usable {'training' if not train else 'test'} clips of {machine} {which}")
     check_test_labels(test)
-    log.info("data checked: %d training and %d test clips of %s section %02d", len(train), len(test), machine, section)
+    log.info("data checked: %d training and %d test clips of %s %s", len(train), len(test), machine, which)
     return train, test
 
 
