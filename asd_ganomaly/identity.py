@@ -132,4 +132,5 @@ def _resolve_run_id(*, _root_: DictConfig) -> str:
 
 
 def _resolve_run_label(*, _root_: DictConfig) -> str:
-    return run_label(_task_overrides(_root_), list(_root_.get("identity_ignore") or []))
+    """The label for display (W&B run names): every varied override, not cut to a folder name's length."""
+    return run_label(_task_overrides(_root_), list(_root_.get("identity_ignore") or []), max_length=200)
