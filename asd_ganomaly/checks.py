@@ -1,8 +1,8 @@
 """Checks made before any work: the configuration's values, then the data a run will read.
 
-:func:`preflight` runs both and raises a :class:`~asd_ganomaly.errors.UserError` (``ConfigError``,
-``DatasetError`` or ``AudioError``) whose one-line message says what to change, before W&B starts, a run
-folder is written or an epoch is trained.
+:func:`validate_config` and :func:`check_data` (called in that order by ``train()``) raise a
+:class:`~asd_ganomaly.errors.UserError` (``ConfigError``, ``DatasetError`` or ``AudioError``) whose one-line
+message says what to change, before W&B starts, a run folder is written or an epoch is trained.
 """
 
 from __future__ import annotations
@@ -168,12 +168,6 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
     check_test_labels(test)
     log.info("data checked: %d training and %d test clips of %s %s", len(train), len(test), machine, which)
     return train, test
-
-
-def preflight(cfg: DictConfig) -> None:
-    """:func:`validate_config`, then :func:`check_data` on ``cfg.data``."""
-    validate_config(cfg)
-    check_data(cfg.data)
 
 
 def discard_unused_run_dir(out: Path) -> bool:
