@@ -16,7 +16,7 @@ from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, c
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
-SCORE_COLUMNS = ("score_latent", "score_rec", "score_disc", "score_knn", "score_fused")
+SCORE_COLUMNS = ("score_latent", "score_rec", "score_disc", "score_residual_knn", "score_knn", "score_fused")
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -1,8 +1,8 @@
 """The report's figures per score choice and its bootstrap intervals (used by :mod:`asd_ganomaly.report`).
 
 Each run's metrics.json carries, under ``scores``, AUC and pAUC of every score its model computes (``latent``,
-``reconstruction``, ``discriminator``, ``knn``, ``fused``) beside the chosen one, and per domain a 95 %
-bootstrap interval of the chosen score's AUC and pAUC. The official score's interval is bootstrapped here, over
+``reconstruction``, ``discriminator``, ``residual_knn``, ``knn``, ``fused``) beside the chosen one, and per domain a
+95 % bootstrap interval of the chosen score's AUC and pAUC. The official score's interval is bootstrapped here, over
 all runs' test clips jointly: each run and domain's normal and anomalous clips of ``scores.csv`` are resampled
 apart, every AUC and pAUC recomputed and pooled into the official score. It captures how much the score moves
 with the test clips drawn, not with the training seed.
@@ -16,7 +16,7 @@ from pathlib import Path
 from .bootstrap import official_score_interval
 from .runs import SCORES_FILE
 
-SCORE_NAMES = ("latent", "reconstruction", "discriminator", "knn", "fused")
+SCORE_NAMES = ("latent", "reconstruction", "discriminator", "residual_knn", "knn", "fused")
 INTERVAL_COLUMNS = ("auc_low", "auc_high", "pauc_low", "pauc_high")
 SCORE_COLUMNS = [f"{metric}_{name}" for name in SCORE_NAMES for metric in ("auc", "pauc")]
 

@@ -77,6 +77,9 @@ def start_wandb(node: dict) -> WandbLogger | None:
                 mode="offline" if attempt_offline else "online",
                 settings=wandb.Settings(init_timeout=timeout, silent=True),
             )
+            # Lightning passes anonymous=None to wandb.init, which wandb >= 0.20 answers with a deprecation
+            # warning on the console of every run: leave the argument out, it has no effect
+            logger._wandb_init.pop("anonymous", None)
             _ = logger.experiment  # start the run now, not at the first metric
             return logger
         except Exception as error:  # W&B must never fail a training run

@@ -28,12 +28,13 @@ def small_detector(score: str):
     return module, cfg
 
 
-@pytest.mark.parametrize("score", ["latent", "reconstruction", "discriminator", "fused"])
+@pytest.mark.parametrize("score", ["latent", "reconstruction", "discriminator", "residual_knn", "fused"])
 def test_the_chosen_score_is_the_detector_score_and_the_others_stay(score):
     module, _ = small_detector(score)
     module.calibrate_threshold(TensorBatches((torch.randn(16, 128, 64),), batch_size=8))
     scores = module.eval().score_logmel(torch.randn(6, 128, 64))
-    assert set(scores) == {"score", *(SCORE_KEYS[n] for n in ("latent", "reconstruction", "discriminator", "fused"))}
+    names = ("latent", "reconstruction", "discriminator", "residual_knn", "fused")
+    assert set(scores) == {"score", *(SCORE_KEYS[n] for n in names)}
     assert torch.equal(scores["score"], scores[SCORE_KEYS[score]])
 
 
@@ -43,7 +44,9 @@ def test_fused_score_standardises_each_score_on_the_training_normals():
     threshold = module.calibrate_threshold(TensorBatches((train,), batch_size=8))
     module.eval()
     components = [SCORE_KEYS[n] for n in module.components]
+    module.scoring_training_clips = True  # as in calibration: each clip left out of the residual bank
     train_scores = module.score_logmel(train)
+    module.scoring_training_clips = False
     stacked = torch.stack([train_scores[k] for k in components], dim=-1).double()
     assert torch.allclose(module.score_mean.double(), stacked.mean(0), rtol=1e-4)
     assert torch.allclose(module.score_std.double(), stacked.std(0), rtol=1e-4)
@@ -70,6 +73,44 @@ def test_onnx_export_reproduces_the_fused_score(tmp_path):
     with torch.no_grad():
         expected = module.eval().score_logmel(logmel)["score"].numpy()
     assert np.allclose(onnx_scores, expected, atol=1e-4)
+
+
+def test_residual_knn_compares_a_clip_residual_with_the_nearest_training_clip():
+    module, cfg = small_detector("residual_knn")
+    train = torch.randn(12, 128, 64)
+    module.calibrate_threshold(TensorBatches((train,), batch_size=5))
+    module.eval()
+    assert len(module.residual_bank.bank) == len(train), "one bank entry per training clip"
+    # a training clip is its own nearest neighbour (distance 0) unless it is left out, as in calibration
+    assert module.score_logmel(train[:3])["score"].abs().max() < 1e-3
+    module.scoring_training_clips = True
+    assert module.score_logmel(train[:3])["score"].min() > 0.1
+    module.scoring_training_clips = False
+    louder = train[:4].clone()
+    louder[:, 40:44] += 3.0  # four bands 3 standard deviations up: a residual no training clip has
+    assert (module.score_logmel(louder)["score"] > module.score_logmel(train[:4] + 0.01)["score"]).all()
+
+    fresh = instantiate(cfg.model)  # an empty bank takes the checkpoint's, whatever its size
+    fresh.load_state_dict(module.state_dict())
+    test = torch.randn(5, 128, 64)
+    assert torch.allclose(fresh.eval().score_logmel(test)["score"], module.score_logmel(test)["score"])
+
+
+def test_residual_knn_is_not_a_number_before_the_bank_is_filled():
+    module, _ = small_detector("latent")
+    scores = module.eval().score_logmel(torch.randn(2, 128, 64))
+    assert scores["score_residual_knn"].isnan().all() and scores["score"].isfinite().all()
+
+
+def test_onnx_export_reproduces_the_residual_knn_score(tmp_path):
+    module, _ = small_detector("residual_knn")
+    module.calibrate_threshold(TensorBatches((torch.randn(10, 128, 64),), batch_size=8))
+    path = export_onnx(module, tmp_path / "residual.onnx")
+    logmel = torch.randn(3, 128, 64)
+    onnx_scores = ort.InferenceSession(str(path)).run(["score"], {"logmel": logmel.numpy()})[0]
+    with torch.no_grad():
+        expected = module.eval().score_logmel(logmel)["score"].numpy()
+    assert np.allclose(onnx_scores, expected, atol=1e-3)
 
 
 def test_a_score_the_model_does_not_compute_is_refused():
@@ -101,7 +142,7 @@ def reconstruction_run(synthetic_root, tmp_path_factory):
 def test_metrics_carry_every_score_and_intervals(reconstruction_run):
     run = find_run(reconstruction_run)
     metrics = read_metrics(run)
-    assert set(metrics["scores"]) == {"latent", "reconstruction", "discriminator", "fused"}
+    assert set(metrics["scores"]) == {"latent", "reconstruction", "discriminator", "residual_knn", "fused"}
     for domain in ("source", "target"):
         chosen = metrics["metrics"][domain]
         assert chosen["auc"] == metrics["scores"]["reconstruction"][domain]["auc"]

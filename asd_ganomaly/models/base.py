@@ -23,6 +23,7 @@ SCORE_KEYS = {
     "reconstruction": "score_rec",
     "discriminator": "score_disc",
     "knn": "score_knn",
+    "residual_knn": "score_residual_knn",
     "fused": "score_fused",
     "default": "score",
 }
@@ -134,6 +135,8 @@ class AnomalyDetector(L.LightningModule):
         """Fit a gamma distribution to the training normals' scores; the threshold is its quantile."""
         was_training = self.training
         self.eval()
+        batches = list(batches)
+        self.fit_memory(batches)
         self.scoring_training_clips = True
         try:
             outputs = [self.score_logmel(*(t.to(self.device) for t in batch[:2])) for batch in batches]
@@ -148,6 +151,10 @@ class AnomalyDetector(L.LightningModule):
         self.threshold.fill_(threshold)
         log.info("decision threshold %.6g (gamma quantile %.2f of training scores)", threshold, self.threshold_quantile)
         return threshold
+
+    def fit_memory(self, batches: list[tuple[torch.Tensor, ...]]) -> None:
+        """Fit what a score needs from the training clips of the weights that are tested (before the threshold
+        is calibrated); nothing by default."""
 
     @torch.no_grad()
     def fit_fusion(self, scores: dict[str, torch.Tensor]) -> None:

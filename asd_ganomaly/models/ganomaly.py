@@ -182,9 +182,10 @@ class GANomaly(nn.Module):
         """(batch, n_mels, frames) -> (padded X, X~, Z, Z') with a channel axis added."""
         return self.generator(x.unsqueeze(1))
 
-    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def scores(self, x: torch.Tensor, with_residual: bool = False) -> dict[str, torch.Tensor]:
         """Per-clip scores: ``score`` = mean((Z - Z')^2), ``score_rec`` = mean|X - X~|,
-        ``score_disc`` = 1 - sigmoid(D(X)) (the discriminator's belief that X is not real).
+        ``score_disc`` = 1 - sigmoid(D(X)) (the discriminator's belief that X is not real); with
+        ``with_residual`` also ``residual``, X - X~ itself (batch, n_mels, frames).
 
         ``score_rec`` covers the clip only, not the zero padding added up to the stride (its error says
         nothing about the clip and would dilute the score). Every latent position sees part of the clip
@@ -193,11 +194,12 @@ class GANomaly(nn.Module):
         x_pad, x_rec, z, z_prime = self(x)
         logit, _ = self.discriminator(x_pad)
         residual = (x_pad - x_rec)[..., :height, :width]
-        return {
+        scores = {
             "score": (z - z_prime).pow(2).flatten(1).mean(1),
             "score_rec": residual.abs().flatten(1).mean(1),
             "score_disc": 1.0 - torch.sigmoid(logit),
         }
+        return scores | {"residual": residual[:, 0]} if with_residual else scores
 
 
 def init_weights(module: nn.Module) -> None:

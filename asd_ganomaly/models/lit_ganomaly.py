@@ -9,6 +9,7 @@ import torch
 
 from .base import AnomalyDetector
 from .ganomaly import GANomaly, init_weights
+from .knn import KNNDetector
 from .loss import DiscriminatorLoss, GeneratorLoss
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,18 @@ class TrainingDivergedError(FloatingPointError):
 class GANomalyModule(AnomalyDetector):
     """E1-D-E2 generator and discriminator trained adversarially; score = mean((Z - Z')^2).
 
+    Scores (``score``): ``latent`` (the report's), ``reconstruction`` (mean |X - X~|), ``discriminator`` and
+    ``residual_knn``: the distance of a clip's residual profile (per-band mean and std over time of X - X~,
+    z-scored) to the nearest training clip's (``residual_k`` neighbours), a memory bank filled from the training
+    clips with the weights that are tested. It keeps the few target-domain training clips as references of
+    their own instead of averaging them into what the network learnt from the source majority.
+
     ``on_collapse`` says what happens when the discriminator loss stays below ``collapse_threshold`` for
     ``collapse_patience`` steps: ``"warn"``, ``"reinit"`` (re-initialise D, as original GANomaly) or
     ``"stop"``. ``bn_train_mode_at_test`` scores with batch statistics, as the authors' code did.
     """
 
-    components = ("latent", "reconstruction", "discriminator")
+    components = ("latent", "reconstruction", "discriminator", "residual_knn")
 
     def __init__(
         self,
@@ -43,6 +50,7 @@ class GANomalyModule(AnomalyDetector):
         collapse_threshold: float = 1e-5,
         collapse_patience: int = 20,
         bn_train_mode_at_test: bool = False,
+        residual_k: int = 1,
         **base: object,
     ) -> None:
         super().__init__(**base)
@@ -59,6 +67,7 @@ class GANomalyModule(AnomalyDetector):
         self.collapse_patience = collapse_patience
         self.bn_train_mode_at_test = bn_train_mode_at_test
         self.collapsed_steps = 0
+        self.residual_bank = KNNDetector(self.feature_config.n_mels, k=residual_k)
 
     def configure_optimizers(self) -> tuple[list, list]:
         """SGD/Adam (from config) for the generator and the discriminator, with optional schedulers."""
@@ -70,18 +79,34 @@ class GANomalyModule(AnomalyDetector):
         return [opt_g, opt_d], schedulers
 
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent (``score_latent``), reconstruction and discriminator scores of normalised log-mel."""
+        """Latent (``score_latent``), reconstruction, discriminator and residual k-NN scores of normalised
+        log-mel (the last is NaN while the bank is empty, e.g. when validating during training)."""
         scores = self._net_scores(logmel)
-        return {"score_latent": scores.pop("score"), **scores}
+        residual = scores.pop("residual")
+        if self.residual_bank.fitted:
+            knn = self.residual_bank.scores(residual, leave_one_out=self.scoring_training_clips)["score_knn"]
+        else:
+            knn = torch.full_like(scores["score_rec"], float("nan"))
+        return {"score_latent": scores.pop("score"), **scores, "score_residual_knn": knn}
+
+    @torch.no_grad()
+    def fit_memory(self, batches: list[tuple[torch.Tensor, ...]]) -> None:
+        """Fill the residual bank from the training clips (raw log-mel batches) with the current weights."""
+        residuals = [self._net_scores(self.normalizer(batch[0].to(self.device)))["residual"] for batch in batches]
+        self.residual_bank.fit(torch.cat(residuals))
+
+    def on_validation_start(self) -> None:
+        """The residual bank of the current weights, for scores computed while training (``select_on_test``)."""
+        self.fit_memory(list(self.trainer.datamodule.train_eval_batches()))
 
     def _net_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.bn_train_mode_at_test and not self.training:
             self.net.train()
             try:
-                return self.net.scores(logmel)
+                return self.net.scores(logmel, with_residual=True)
             finally:
                 self.net.eval()
-        return self.net.scores(logmel)
+        return self.net.scores(logmel, with_residual=True)
 
     @torch.no_grad()
     def reconstruct(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
