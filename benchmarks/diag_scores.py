@@ -13,12 +13,13 @@ import torch
 
 from asd_ganomaly.metrics import auc_pauc, harmonic_mean
 
-COLUMNS = ("score", "score_rec", "score_disc")
+COLUMNS = ("score_latent", "score_rec", "score_disc", "score_residual_knn", "score_fused")
 
 
 def main() -> None:
-    runs = sorted(Path(sys.argv[1]).glob("*/scores.csv"))
-    for column in COLUMNS:
+    runs = sorted(Path(sys.argv[1]).glob("**/scores.csv"))
+    header = csv.DictReader(runs[0].open()).fieldnames if runs else []
+    for column in [c for c in COLUMNS if c in header]:
         values, per_machine = [], {}
         for path in runs:
             rows = list(csv.DictReader(path.open()))
@@ -30,7 +31,7 @@ def main() -> None:
                 values += [auc, pauc]
                 per_machine.setdefault(path.parent.name.rsplit("_sec", 1)[0], []).append(auc)
         machines = " ".join(f"{m}={harmonic_mean(a):.2f}" for m, a in per_machine.items())
-        print(f"{column:10s} runs={len(runs)} official={harmonic_mean(values):.3f} | hmean AUC {machines}")
+        print(f"{column:18s} runs={len(runs)} official={harmonic_mean(values):.3f} | hmean AUC {machines}")
 
 
 if __name__ == "__main__":
