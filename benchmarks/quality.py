@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES))
     args = parser.parse_args(argv)
     mode, suffix = (QUICK, "-quick") if args.quick else (FULL, "")
-    mode = sections_for(args.models, mode)
+    if (widened := sections_for(args.models, mode)) is not mode:
+        print(f"a section classifier is benchmarked: sections {widened['sections']} for every model", flush=True)
+        mode = widened
     out = Path(args.out or f"outputs/quality{suffix}").resolve()
     data = Path(args.data or f"data/quality{suffix}").resolve()
     started = time.perf_counter()
