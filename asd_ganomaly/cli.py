@@ -1,7 +1,8 @@
 """``asd-ganomaly``: data and results commands beside the Hydra training app ``asd-train``.
 
 Subcommands: ``synth`` (synthetic DCASE-layout dataset), ``download`` (official DCASE 2021 Task 2 archives),
-``report`` (results table of a sweep), ``score`` (score WAV files with a trained model), ``export`` (ONNX).
+``report`` (results table of one or several sweeps), ``score`` (score WAV files with a trained model),
+``export`` (ONNX).
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def _download(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from .report import collect_runs, log_report_to_wandb, write_report
 
-    csv_path, md_path = write_report(args.sweep_dir, args.out)
+    csv_path, md_path = write_report(args.sweep_dirs, args.out)
     text = md_path.read_text()
     head, _, summary = text.partition("## Per machine type")  # the per-run table stays in the file
     print("\n".join(head.splitlines()[:4]) + ("\n\n## Per machine type" + summary if summary else text))
     print(f"written: {csv_path} (per run and domain) and {md_path}")
     if args.wandb:
-        log_report_to_wandb(args.sweep_dir, collect_runs(args.sweep_dir), args.project, args.group)
+        log_report_to_wandb(csv_path.parent, collect_runs(args.sweep_dirs), args.project, args.group)
 
 
 def _score(args: argparse.Namespace) -> None:
@@ -114,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--api-url", default=None, help="Zenodo API base URL (a mirror)")
     dl.set_defaults(func=_download)
 
-    report = sub.add_parser("report", help="results.csv and results.md of a sweep, beside the report's tables")
-    report.add_argument("sweep_dir")
-    report.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
+    report = sub.add_parser(
+        "report", help="results.csv and results.md of one or several sweeps side by side, beside the report's tables"
+    )
+    report.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders (their runs together)")
+    report.add_argument("--out", default=None, help="output folder (default: the sweep folder, when only one)")
     report.add_argument("--wandb", action="store_true", help="also log the table to W&B")
     report.add_argument("--project", default="asd-ganomaly")
     report.add_argument("--group", default=None)

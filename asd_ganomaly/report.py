@@ -1,5 +1,5 @@
-"""Results of a sweep: every run's metrics.json gathered into results.csv and results.md, beside the
-report's Tables 1/2 and the AE baseline, with per-machine harmonic means and the official DCASE score."""
+"""Results of one or several sweeps: every run's metrics.json gathered into results.csv and results.md, beside
+the report's Tables 1/2 and the AE baseline, with per-machine harmonic means and the official DCASE score."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -46,12 +47,21 @@ COLUMNS = [
 ]
 
 
-def _runs(sweep_dir: Path) -> list[tuple[Path, object]]:
+SweepDirs = str | Path | Sequence[str | Path]  # one sweep folder or several
+
+
+def sweep_folders(sweep_dirs: SweepDirs) -> list[Path]:
+    """The sweep folders as a list of paths (one folder given alone, or several)."""
+    return [Path(sweep_dirs)] if isinstance(sweep_dirs, str | Path) else [Path(d) for d in sweep_dirs]
+
+
+def _runs(sweep_dirs: list[Path]) -> list[tuple[Path, object]]:
     """(run folder, parsed metrics.json, ``_ABSENT`` when absent, or the parse error) for every run below
-    ``sweep_dir``; a run has .hydra/ or metrics.json."""
-    folders = {p.parent for p in sweep_dir.rglob(METRICS_FILE)} | {p.parent for p in sweep_dir.rglob(".hydra")}
+    the sweep folders, each once (folders may overlap); a run has .hydra/ or metrics.json."""
+    found = [p.parent for d in sweep_dirs for pattern in (METRICS_FILE, ".hydra") for p in d.rglob(pattern)]
+    folders = {folder.resolve(): folder for folder in reversed(found)}  # the first spelling of each
     runs = []
-    for folder in sorted(folders):
+    for folder in sorted(folders.values()):
         try:
             runs.append((folder, json.loads((folder / METRICS_FILE).read_text())))
         except OSError:
@@ -131,14 +141,14 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
     return rows or [_bad_row(folder, "a completed run without per-domain metrics")]
 
 
-def collect_runs(sweep_dir: str | Path) -> list[dict]:
-    """One row per run and domain (failed, malformed and unfinished runs get one row each), sorted.
+def collect_runs(sweep_dirs: SweepDirs) -> list[dict]:
+    """One row per run and domain below the sweep folders (failed, malformed, unfinished runs: one row), sorted.
 
     Everything about a run (machine type, section, model, config) is read from its metrics.json, never from
     folder names. ``setting`` is the model, or, where one model ran with several configs, model and run id.
     """
     rows = []
-    for folder, metrics in _runs(Path(sweep_dir)):
+    for folder, metrics in _runs(sweep_folders(sweep_dirs)):
         rows += [_missing_row(folder)] if metrics is _ABSENT else _run_rows(folder, metrics)
     _name_settings(rows)
     return sorted(rows, key=lambda r: (r["setting"], r["machine_type"], str(r["section"]), r["domain"]))
@@ -194,21 +204,24 @@ def summarise(rows: list[dict]) -> dict:
     return dict(by_model)
 
 
-def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Write results.csv and results.md for the sweep (each through a rename); returns their paths."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
-    out_dir = Path(out_dir) if out_dir else sweep_dir
+def write_report(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write results.csv and results.md of one or several sweeps (each file through a rename) into ``out_dir``
+    (default: the sweep folder, when there is one); returns their paths."""
+    folders = sweep_folders(sweep_dirs)
+    if missing := [str(folder) for folder in folders if not folder.is_dir()]:
+        raise FileNotFoundError(f"sweep folder {', '.join(missing)} does not exist")
+    if out_dir is None and len(folders) != 1:
+        raise OutputError(f"{len(folders)} sweep folders: give --out, the folder for results.csv and results.md")
+    out_dir = Path(out_dir) if out_dir else folders[0]
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {out_dir} is a file: give a folder for results.csv and results.md")
     csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
-    inputs = sorted(sweep_dir.rglob(METRICS_FILE))
+    inputs = sorted(p for folder in folders for p in folder.rglob(METRICS_FILE))
     for path in (csv_path, md_path):
         check_output(path, inputs)
-    rows = collect_runs(sweep_dir)
+    rows = collect_runs(folders)
     if not rows:
-        raise ValueError(f"no runs (metrics.json or .hydra/) found below {sweep_dir}")
+        raise ValueError(f"no runs (metrics.json or .hydra/) found below {', '.join(map(str, folders))}")
     with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -219,7 +232,8 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tu
 
 
 def log_report_to_wandb(sweep_dir: str | Path, rows: list[dict], project: str, group: str | None = None) -> None:
-    """Log the results table as a W&B table artifact of the sweep group (offline unless logged in)."""
+    """Log the results table as a W&B table artifact of the sweep group (offline unless logged in); the W&B files
+    go below ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
     import wandb
 
     from .tracking import resolve_wandb_offline

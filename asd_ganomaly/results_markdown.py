@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from .data.synth import is_synthetic
 from .identity import flatten_config
+from .metrics import harmonic_mean
 from .score_tables import score_choice_lines
 
 
 def _fmt(value: object) -> str:
     if value is None or value == "":
         return "-"
+    if isinstance(value, float) and 0 < abs(value) < 1e-3:  # a learning rate, not a metric
+        return f"{value:.3g}"
     if isinstance(value, float):
         return f"{value:+.3f}" if value < 0 or value > 1 else f"{value:.3f}"
     return str(value)
@@ -59,6 +62,7 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
             ae = m["ae_baseline"] or (None, None)
             cells = [model, machine, m["pairs"], m["hmean_auc"], m["hmean_pauc"], ae[0], ae[1]]
             lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += side_by_side_lines(rows, summary)
     lines += score_choice_lines(rows, _fmt)
     lines += ["", "## Official score (harmonic mean of all AUC and pAUC values)", ""]
     lines += [
@@ -79,6 +83,37 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines + _settings_table(rows)) + "\n"
 
 
+PUBLISHED = {"report AE": "report_ae_auc", "report MobileNet": "report_mobilenet_auc"}
+PUBLISHED["report GANomaly"] = "report_ganomaly_auc"
+
+
+def _published_hmean(done: list[dict], column: str) -> float | None:
+    """The harmonic mean of a published AUC column over the distinct (machine, section, domain) of ``done``;
+    None where the report has no number for one of them."""
+    values = {(r["machine_type"], r["section"], r["domain"]): r[column] for r in done}
+    return None if not values or None in values.values() else harmonic_mean(values.values())
+
+
+def side_by_side_lines(rows: list[dict], summary: dict) -> list[str]:
+    """Per machine type (and over all), each setting's hmean AUC beside the report's AE, MobileNetV2 and
+    GANomaly (Tables 1/2) over the same sections and domains: the models of one or several sweeps compared."""
+    done = [r for r in rows if r["status"] == "completed"]
+    machines = sorted({r["machine_type"] for r in done})
+    settings = [name for name, s in summary.items() if s["auc"]]
+    if not settings:
+        return []
+    lines = ["", "## Side by side: hmean AUC per machine type, ours and the report's", ""]
+    lines += ["The report's columns: harmonic mean of its AUCs over the sections and domains our runs cover.", ""]
+    lines += ["| machine | " + " | ".join([*settings, *PUBLISHED]) + " |", "|---" * (len(settings) + 4) + "|"]
+    for machine in [*machines, "all"]:
+        chosen = [r for r in done if machine in ("all", r["machine_type"])]
+        ours = [[r["auc"] for r in chosen if r["setting"] == name] for name in settings]
+        cells = [harmonic_mean(values) if values else None for values in ours]
+        cells += [_published_hmean(chosen, column) for column in PUBLISHED.values()]
+        lines.append("| " + " | ".join([machine, *map(_fmt, cells)]) + " |")
+    return lines
+
+
 def _settings_table(rows: list[dict]) -> list[str]:
     """Where a sweep ran several configs: one row per setting, one column per config key that differs."""
     settings = differing_keys(rows)
@@ -93,10 +128,24 @@ def _settings_table(rows: list[dict]) -> list[str]:
 
 
 def differing_keys(rows: list[dict]) -> dict[str, dict[str, object]]:
-    """Per setting, the config keys whose values differ between the settings (machine and section aside)."""
+    """Per setting, the config keys whose values differ between the settings (machine and section aside): between
+    the settings that have the key, or, set or not, between settings of one model class (``model._target_``); a
+    parameter of one model class only is left out where another class lacks it (the model says it)."""
     configs = {}
     for row in rows:
         if row.get("config") and row["setting"] not in configs:
             configs[row["setting"]] = flatten_config(row["config"])
-    keys = sorted({k for c in configs.values() for k in c if len({repr(o.get(k)) for o in configs.values()}) > 1})
+    classes: dict[object, list[dict]] = {}
+    for config in configs.values():
+        classes.setdefault(config.get("model._target_"), []).append(config)
+
+    def differs(key: str, group: list[dict]) -> bool:
+        return len({repr(c.get(key)) for c in group}) > 1
+
+    every = {k for c in configs.values() for k in c}
+    keys = sorted(
+        k
+        for k in every
+        if differs(k, [c for c in configs.values() if k in c]) or any(differs(k, g) for g in classes.values())
+    )
     return {setting: {k: config.get(k) for k in keys} for setting, config in configs.items()}

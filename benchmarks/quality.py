@@ -5,7 +5,10 @@ through real ``asd-train`` multiruns (one process per model and seed), four dete
 
 * ``ganomaly_demo``: GANomaly with ``experiment=demo`` as it is in ``conf/`` (model, epochs, batch size);
 * ``ganomaly_wide``: the same with every channel count doubled (a larger model that still trains on a CPU);
-* ``ae_baseline`` and ``knn_baseline`` on the same data, trainer settings and sections.
+* ``ae_baseline`` and ``knn_baseline`` on the same data, trainer settings and sections;
+* ``mobilenetv2_baseline``: the official MobileNetV2 section classifier, one model per machine type over all
+  the sections (``data.section=all``) on the same data, trainer settings and seeds, tested per section like the
+  others. A classifier of sections needs two: ``--quick`` then takes sections 0 and 1 for every model.
 
 Model settings are read from ``conf/`` when the runs start, so a changed demo config is benchmarked as it is.
 Results are found by globbing ``metrics.json`` below the output folder. Printed and written to
@@ -35,12 +38,13 @@ from statistics import mean, stdev
 
 from hydra import compose, initialize_config_dir
 
-from asd_ganomaly.data.dcase import MACHINE_TYPES
+from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES
 from asd_ganomaly.metrics import harmonic_mean, official_score
 from asd_ganomaly.score_tables import official_interval
 from asd_ganomaly.train import CONF_DIR
 
 MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")
+PER_MACHINE_TYPE = ("mobilenetv2_baseline",)  # trained on all sections of a machine type at once
 QUICK = {"sections": [0], "seeds": [0], "seconds": 4.0, "frames": 120}
 FULL = {"sections": [0, 1], "seeds": [0, 1, 2], "seconds": 4.0, "frames": 120}
 
@@ -63,6 +67,22 @@ def model_overrides(label: str) -> list[str]:
     ]
 
 
+def per_machine_type_overrides(label: str, mode: dict) -> list[str]:
+    """Overrides on top of ``experiment=demo`` of a model trained per machine type (``train_command`` gives it
+    ``data.section=all``): the model, its own score (not the demo's choice for GANomaly) and the sections it
+    classifies, those of the benchmark's data."""
+    sections = ",".join(map(str, mode["sections"]))
+    classes = [f"model.sections=[{sections}]", f"model.net.n_sections={len(mode['sections'])}"]
+    return [f"model={label}", "model.score=null", *classes]
+
+
+def sections_for(models: list[str], mode: dict) -> dict:
+    """``mode`` with two sections at least when a section classifier is among ``models``, else as it is."""
+    if any(m in PER_MACHINE_TYPE for m in models) and len(mode["sections"]) < 2:
+        return {**mode, "sections": sorted({*mode["sections"], 0, 1})}
+    return mode
+
+
 def synthesize(root: Path, mode: dict, machines: list[str]) -> None:
     """The synthetic dataset at the default severity, the demo's size; written once per parameter set."""
     args = ["--machines", *machines, "--sections", *map(str, mode["sections"]), "--clips-per-section", "32"]
@@ -78,11 +98,13 @@ def synthesize(root: Path, mode: dict, machines: list[str]) -> None:
 
 def train_command(label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path) -> list[str]:
     """One asd-train multirun: one model and seed over every machine type and section."""
-    command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", *model_overrides(label)]
+    per_type = label in PER_MACHINE_TYPE
+    model = per_machine_type_overrides(label, mode) if per_type else model_overrides(label)
+    command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", *model]
     command += [
         f"data.root={data}",
         f"data.machine_type={','.join(machines)}",
-        f"data.section={','.join(map(str, mode['sections']))}",
+        f"data.section={'all' if per_type else ','.join(map(str, mode['sections']))}",
         f"seed={seed}",
         f"task_name={label}_seed{seed}",
         f"paths.log_dir={out / 'runs'}",
@@ -129,8 +151,20 @@ def collect(out: Path) -> dict[str, dict[int, list[dict]]]:
         if record["status"] != "completed":
             raise RuntimeError(f"{path.parent}: {record['error']}")
         record["run_dir"] = str(path.parent)
-        runs[record["model"]][int(record["config"]["seed"])].append(record)
+        runs[record["model"]][int(record["config"]["seed"])] += per_section_records(record)
     return runs
+
+
+def per_section_records(record: dict) -> list[dict]:
+    """A run's metrics.json as records of one section each: a per-machine-type run (``data.section=all``) gives
+    one per section, shaped like a per-section run's (``section``, ``metrics`` and ``scores`` per domain)."""
+    if "sections" not in record:
+        return [record]
+    run = {key: value for key, value in record.items() if key != "sections"}
+    return [
+        {**run, "section": int(s), "metrics": {d: v[d] for d in DOMAINS}, "scores": v.get("scores", {})}
+        for s, v in sorted(record["sections"].items())
+    ]
 
 
 def _official(records: list[dict], score: str | None = None) -> float:
@@ -140,7 +174,9 @@ def _official(records: list[dict], score: str | None = None) -> float:
 
 def _interval(records: list[dict]) -> tuple[float, float] | None:
     rows = [
-        {"run_dir": r["run_dir"], "domain": d, "status": "completed"} for r in records for d in ("source", "target")
+        {"run_dir": r["run_dir"], "section": r.get("section"), "domain": d, "status": "completed"}
+        for r in records
+        for d in ("source", "target")
     ]
     return official_interval(rows)
 
@@ -219,10 +255,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default outputs/quality[-quick])")
     parser.add_argument("--data", default=None, help="synthetic data folder (default data/quality[-quick])")
     parser.add_argument("--jobs", type=int, default=2, help="multirun processes at a time, one thread each")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--models", nargs="+", default=[*MODELS, *PER_MACHINE_TYPE], choices=[*MODELS, *PER_MACHINE_TYPE]
+    )
     parser.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES))
     args = parser.parse_args(argv)
     mode, suffix = (QUICK, "-quick") if args.quick else (FULL, "")
+    if (widened := sections_for(args.models, mode)) is not mode:
+        print(f"a section classifier is benchmarked: sections {widened['sections']} for every model", flush=True)
+        mode = widened
     out = Path(args.out or f"outputs/quality{suffix}").resolve()
     data = Path(args.data or f"data/quality{suffix}").resolve()
     started = time.perf_counter()

@@ -55,3 +55,32 @@ def test_summary_gives_mean_and_std_over_seeds_and_every_score_choice():
     text = quality.to_markdown({"m": summary}, ["# t"])
     assert f"| m | latent | 4 | {mean(per_seed):.3f} ± {stdev(per_seed):.3f} |" in text
     assert "| m | fan | valve |" not in text and "| model | fan | valve |" in text
+
+
+def test_mobilenet_trains_per_machine_type_on_the_benchmarks_sections(tmp_path):
+    assert quality.sections_for(["ae_baseline"], quality.QUICK) is quality.QUICK
+    mode = quality.sections_for(["ae_baseline", "mobilenetv2_baseline"], quality.QUICK)
+    assert mode["sections"] == [0, 1], "a section classifier needs two sections"
+    ae = quality.train_command("ae_baseline", 0, mode, ["fan"], tmp_path / "data", tmp_path / "out")
+    assert "data.section=0,1" in ae
+    command = quality.train_command("mobilenetv2_baseline", 0, mode, ["fan"], tmp_path / "data", tmp_path / "out")
+    cfg = compose_config(*command[command.index("asd_ganomaly.train") + 1 :])
+    assert cfg.model.name == "mobilenetv2_baseline" and cfg.data.section == "all"
+    assert list(cfg.model.sections) == [0, 1] and instantiate(cfg.model).net.n_sections == 2
+
+
+def test_a_per_machine_type_run_is_summarised_per_section():
+    sections = {
+        s: {d: {"auc": a, "pauc": a / 2} for d, a in zip(("source", "target"), aucs, strict=True)}
+        for s, aucs in (("00", (0.6, 0.7)), ("01", (0.8, 0.9)))
+    }
+    for values in sections.values():
+        values["scores"] = {"default": {d: values[d] for d in ("source", "target")}}
+    record = {"model": "mobilenetv2_baseline", "machine_type": "fan", "section": "all", "metrics": {}}
+    record |= {"sections": sections, "config": {"seed": 0, "model": {}}, "run_dir": "no-such-run"}
+    records = quality.per_section_records(record)
+    assert [r["section"] for r in records] == [0, 1] and records[1]["metrics"]["target"]["auc"] == 0.9
+    summary = quality.summarise({"mobilenetv2_baseline": {0: records}})["mobilenetv2_baseline"]
+    assert summary["seeds"][0][0] == official_score([0.6, 0.7, 0.8, 0.9], [0.3, 0.35, 0.4, 0.45])
+    assert summary["score"] == "default" and summary["choices"]["default"] == [summary["seeds"][0][0]]
+    assert quality.per_section_records(records[0]) == [records[0]]

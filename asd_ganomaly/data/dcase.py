@@ -27,6 +27,11 @@ LABELS: tuple[str, ...] = ("normal", "anomaly", "unknown")
 TEST_FOLDERS: tuple[str, ...] = ("source_test", "target_test", "test")
 ALL_SECTIONS = "all"
 """``data.section`` value of per-machine-type training: one model on every section of a machine type."""
+DEV_SECTIONS: tuple[int, ...] = (0, 1, 2)
+"""The sections of every machine type in the DCASE 2021 Task 2 dev set."""
+SCOPES: dict[str, str] = {"section": ",".join(map(str, DEV_SECTIONS)), "machine_type": ALL_SECTIONS}
+"""A model's training scope (``model.scope``) and the ``data.section`` values of its dev-set grid
+(``experiment=dev_all``): one model per section, or one per machine type over all its sections."""
 
 _DCASE2021 = re.compile(
     r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)"
@@ -131,6 +136,19 @@ def parse_section(value: int | str | None) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         raise DatasetError(f"section must be a number or {ALL_SECTIONS!r}, not {value!r}") from None
+
+
+def sweep_sections(scope: str) -> str:
+    """The ``data.section`` sweep of the dev-set grid for a model of ``scope`` (the ``${sweep_sections:...}``
+    resolver of ``conf/experiment/dev_all.yaml``): ``"0,1,2"`` per section, ``"all"`` per machine type."""
+    return SCOPES[check_scope(scope)]
+
+
+def check_scope(scope: str) -> str:
+    """``scope`` when it is a known training scope (a key of ``SCOPES``), else a ``DatasetError``."""
+    if scope not in SCOPES:
+        raise DatasetError(f"model.scope must be one of {list(SCOPES)}, not {scope!r}")
+    return scope
 
 
 def section_key(value: int | str | None) -> int | str:

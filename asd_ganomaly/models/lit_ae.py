@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.dcase import check_scope
 from .ae import DenseAutoencoder, context_vectors
 from .base import AnomalyDetector
 
@@ -16,6 +17,8 @@ class AutoencoderModule(AnomalyDetector):
 
     Each DataModule batch of clips is cut into context vectors, shuffled, and fed in minibatches, so an
     epoch sees every vector once as in the baseline (which shuffles over all clips, not within a batch).
+    ``scope`` only tells ``experiment=dev_all`` its grid: ``section`` (21 runs) or ``machine_type`` (7 runs of
+    ``data.section=all``, the official protocol); the run's ``data.section`` decides what it trains on.
     """
 
     components = ("reconstruction",)
@@ -25,6 +28,7 @@ class AutoencoderModule(AnomalyDetector):
         net: DenseAutoencoder,
         optimizer: Callable[..., torch.optim.Optimizer],
         vectors_per_batch: int = 512,
+        scope: str = "section",
         **base: object,
     ) -> None:
         super().__init__(**base)
@@ -32,6 +36,7 @@ class AutoencoderModule(AnomalyDetector):
         self.net = net
         self.optimizer_factory = optimizer
         self.vectors_per_batch = vectors_per_batch
+        self.scope = check_scope(scope)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, lr 1e-3 in the baseline."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.dcase import check_scope
 from .base import AnomalyDetector
 from .mobilenet import SectionClassifier
 
@@ -19,7 +20,8 @@ class MobileNetV2Module(AnomalyDetector):
     ``sections[i]`` is class ``i``); the DataModule must hold every section of the machine type
     (``data.section=all``). Each DataModule batch of clips is cut into windows, shuffled, and fed in minibatches
     of ``windows_per_batch`` (32 in the baseline). ``max_epochs`` is the baseline's epoch count: the trainer
-    reads it (``trainer.max_epochs``), the module only records it.
+    reads it (``trainer.max_epochs``), the module only records it; likewise ``scope`` (``machine_type``: one
+    model per machine type), which ``experiment=dev_all`` reads to grid over machine types only.
     """
 
     needs_section = True
@@ -31,6 +33,7 @@ class MobileNetV2Module(AnomalyDetector):
         sections: Sequence[int] = (0, 1, 2),
         windows_per_batch: int = 32,
         max_epochs: int | None = None,
+        scope: str = "machine_type",
         **base: object,
     ) -> None:
         super().__init__(**base)
@@ -41,6 +44,7 @@ class MobileNetV2Module(AnomalyDetector):
         self.optimizer_factory = optimizer
         self.windows_per_batch = windows_per_batch
         self.max_epochs = max_epochs
+        self.scope = check_scope(scope)
         self.register_buffer("section_ids", torch.tensor(list(sections), dtype=torch.long))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -66,7 +70,7 @@ class MobileNetV2Module(AnomalyDetector):
         if len(found) < 2:
             raise ValueError(
                 f"{self.name} classifies the sections of a machine type, and the training clips hold sections "
-                f"{found}: train it on all of them (data.section=all, or experiment=dev_all_types)"
+                f"{found}: train it on all of them (data.section=all; experiment=dev_all does so for this model)"
             )
         if not set(found) <= set(known):
             raise ValueError(
