@@ -69,11 +69,10 @@ def model_overrides(label: str) -> list[str]:
 
 def per_machine_type_overrides(label: str, mode: dict) -> list[str]:
     """Overrides on top of ``experiment=demo`` of a model trained per machine type (``train_command`` gives it
-    ``data.section=all``): the model, its own score (not the demo's choice for GANomaly) and the sections it
-    classifies, those of the benchmark's data."""
+    ``data.section=all``): the model and the sections it classifies, those of the benchmark's data."""
     sections = ",".join(map(str, mode["sections"]))
     classes = [f"model.sections=[{sections}]", f"model.net.n_sections={len(mode['sections'])}"]
-    return [f"model={label}", "model.score=null", *classes]
+    return [f"model={label}", *classes]
 
 
 def sections_for(models: list[str], mode: dict) -> dict:

@@ -26,6 +26,7 @@ def test_each_model_config_builds_a_scoring_module(model):
     if model == "knn_baseline":  # no weights to train: its memory bank is filled from training clips
         module.net.fit(torch.randn(4, 128, 64) * 10 - 40)
     module.eval()
+    module.fit_memory([(torch.randn(4, 128, 64) * 10 - 40,)])  # GANomaly's residual bank (residual_knn)
     with torch.no_grad():
         sections = torch.tensor([0, 1, 0]) if module.needs_section else None
         scores = module.score_waveforms(torch.randn(3, 32000) * 0.05, sections)
