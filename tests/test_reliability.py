@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_RUN, find_run, run_cli
+from conftest import CSV_ONLY, find_run, run_cli, train_args
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.audio import AudioError, read_wav
@@ -20,16 +20,6 @@ from asd_ganomaly.data.dcase import ClipInfo, DatasetError, parse_clip_name
 from asd_ganomaly.models.lit_ganomaly import TrainingDivergedError
 from asd_ganomaly.runs import check_output_dir
 from asd_ganomaly.train import compose_config
-
-
-def base_args(root, log_dir):
-    return [
-        "asd_ganomaly.train",
-        f"data.root={root}",
-        f"paths.log_dir={log_dir}",
-        f"paths.cache_dir={log_dir}/cache",
-        *SMALL_RUN,
-    ]
 
 
 def run_dir(log_dir, machine="fan"):
@@ -122,9 +112,7 @@ def test_unwritable_or_full_output_is_refused_before_training(tmp_path):
 def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     start = time.monotonic()
-    result = run_cli(
-        [*base_args(synthetic_root, log_dir), "min_free_disk_gb=1e12", "logger=csv"], tmp_path, check=False
-    )
+    result = run_cli(train_args(synthetic_root, tmp_path, "min_free_disk_gb=1e12", "logger=csv"), tmp_path, check=False)
     assert result.returncode != 0 and time.monotonic() - start < 60
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "GB free" in metrics["error"]
@@ -135,7 +123,7 @@ def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
 def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
     env = {"WANDB_MODE": "", "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
-    args = [*base_args(synthetic_root, log_dir), "trainer.max_epochs=1", "plots=false", "logger.wandb.init_timeout=5"]
+    args = train_args(synthetic_root, tmp_path, "trainer.max_epochs=1", "plots=false", "logger.wandb.init_timeout=5")
     result = run_cli(args, tmp_path, env=env, timeout=240)
     assert "W&B could not start online" in result.stdout + result.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
@@ -148,8 +136,8 @@ def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tm
 def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_path):
     scores = []
     for name in ("a", "b"):
-        log_dir = tmp_path / name
-        run_cli([*base_args(synthetic_root, log_dir), "trainer.max_epochs=2", "logger=csv", "plots=false"], tmp_path)
+        log_dir = tmp_path / name / "logs"
+        run_cli(train_args(synthetic_root, tmp_path / name, "trainer.max_epochs=2", *CSV_ONLY), tmp_path)
         with open(run_dir(log_dir) / "scores.csv") as handle:
             scores.append([row["score"] for row in csv.DictReader(handle)])
     assert scores[0] == scores[1]
@@ -161,10 +149,10 @@ def _weights(run):
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
-    log_dir = tmp_path / "logs"
+    work = tmp_path / "interrupted"
+    log_dir = work / "logs"
     # 12 epochs of 49 batches: SIGTERM, sent half a second into the second epoch, lands mid-epoch
-    args = [*base_args(synthetic_root, log_dir), "trainer.max_epochs=12", "logger=csv", "plots=false"]
-    args[args.index("data.batch_size=8")] = "data.batch_size=2"
+    args = train_args(synthetic_root, work, "trainer.max_epochs=12", *CSV_ONLY, "data.batch_size=2")
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     log_file = (tmp_path / "run.log").open("w")
     process = subprocess.Popen(
@@ -198,7 +186,7 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     assert metrics["status"] == "completed"
     # an uninterrupted run of as many epochs ends with the same weights
     reference = tmp_path / "reference"
-    run_cli([a.replace(str(log_dir), str(reference)) for a in args], tmp_path)
-    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference))
+    run_cli([a.replace(str(work), str(reference)) for a in args], tmp_path)
+    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference / "logs"))
     assert ours.keys() == theirs.keys()
     assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6

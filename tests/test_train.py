@@ -5,21 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RUN, find_run, read_wandb_run, run_cli
+from conftest import cli_args, find_run, read_wandb_run, run_cli, train_args
 
 pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
 
 def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, multirun: bool = False, **kwargs):
-    args = [
-        "asd_ganomaly.train",
-        *(["-m"] if multirun else []),
-        f"data.root={root}",
-        f"paths.log_dir={log_dir}",
-        f"paths.cache_dir={log_dir.parent / 'cache'}",
-        *SMALL_RUN,
-        *overrides,
-    ]
+    args = train_args(root, log_dir.parent, *overrides, log_dir=log_dir, multirun=multirun)
     return run_cli(args, cwd=log_dir.parent, check=check, **kwargs)
 
 
@@ -146,5 +138,5 @@ def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
     logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/source/auc" in logged  # the per-epoch selection metric on test labels
     report_md = tmp_path / "md"
-    run_cli(["asd_ganomaly.cli", "report", str(log_dir / "train"), "--out", str(report_md)], cwd=tmp_path)
+    run_cli(cli_args("report", log_dir / "train", "--out", report_md), cwd=tmp_path)
     assert "selected their model on test labels" in (report_md / "results.md").read_text()
