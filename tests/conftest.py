@@ -2,9 +2,13 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+SR = 16000
+"""The DCASE clips' sample rate."""
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +187,16 @@ def read_wandb_run(folder: Path) -> dict:
             run["exit_code"] = record["exit"].get("exit_code", 0)
     assert run["exit_code"] == 0, f"the W&B run {runs[0]} was not finished: {run}"
     return run
+
+
+def tone(seconds: float, rate: int = SR, channels: int = 1) -> np.ndarray:
+    """A 440 Hz sine of amplitude 0.5 (``channels`` > 1: the same in each column)."""
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def write_wav(path: Path, audio, rate: int = SR, subtype: str = "PCM_16") -> Path:
+    """Write ``audio`` as a WAV file (16-bit by default) and return its path."""
+    sf.write(path, audio, rate, subtype=subtype)
+    return path
