@@ -1,4 +1,4 @@
-"""The feature cache and the extraction loop: ``asd_ganomaly/data/cache.py``."""
+"""The feature store and the extraction loop that fills it: ``asd_ganomaly/data/feature_store.py``, ``cache.py``."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,8 @@ import torch
 from conftest import tone, write_wav
 
 from asd_ganomaly.data.audio import AudioError
-from asd_ganomaly.data.cache import FeatureCache, extract_features
+from asd_ganomaly.data.cache import extract_features
+from asd_ganomaly.data.feature_store import FeatureCache
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.data.synth import write_synthetic_dataset
 
