@@ -5,7 +5,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.train import compose_config
+
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
 def trained_small_module(**overrides):
@@ -90,3 +93,24 @@ def test_compiled_network_gives_the_same_scores():
             rtol=1e-4,
             atol=1e-7,
         )
+
+
+def test_the_autoencoder_steps_through_optimize_and_stops_on_a_non_finite_loss():
+    import lightning as L
+
+    from asd_ganomaly.models.base import TrainingDivergedError
+
+    cfg = compose_config("model=ae_baseline", "data.features.frames=64", "model.vectors_per_batch=64")
+    module = instantiate(cfg.model)
+    module.fit_normalizer(torch.randn(8, 128, 64))
+    before = [p.detach().clone() for p in module.net.parameters()]
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=2, **QUIET)
+    trainer.fit(module, train_dataloaders=TensorBatches((torch.randn(2, 128, 64),), batch_size=2))
+    assert trainer.global_step == 2  # one optimizer step per 64 context vectors
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.net.parameters(), strict=True))
+
+    bad = torch.full((2, 128, 64), float("nan"))  # every minibatch of vectors, whatever the shuffle
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=1, **QUIET)
+    with pytest.raises(TrainingDivergedError, match=r"autoencoder loss is nan at epoch 0, global step 0"):
+        trainer.fit(module, train_dataloaders=TensorBatches((bad,), batch_size=2))
+    assert issubclass(TrainingDivergedError, FloatingPointError)  # what callers caught before
