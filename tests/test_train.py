@@ -72,7 +72,7 @@ def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
 
 def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    common = ("trainer.max_epochs=1", "logger=csv", "plots=false")
+    common = ("trainer.max_epochs=1", *CSV_ONLY)
     train(synthetic_root, log_dir, "model.loss.w_rec=7.5,50", *common, multirun=True)
     runs = sorted(log_dir.rglob("metrics.json"))
     records = [json.loads(p.read_text()) for p in runs]
@@ -96,7 +96,7 @@ def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthet
 
 def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic_root, tmp_path):
     log_dir, folder = tmp_path / "logs", tmp_path / "fixed"
-    common = ("trainer.max_epochs=1", "logger=csv", "plots=false", f"hydra.run.dir={folder}")
+    common = ("trainer.max_epochs=1", *CSV_ONLY, f"hydra.run.dir={folder}")
     train(synthetic_root, log_dir, "model.loss.w_rec=7.5", *common)
     result = train(synthetic_root, log_dir, "model.loss.w_rec=10", *common, check=False)
     assert result.returncode != 0
@@ -106,8 +106,8 @@ def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic
 
 def test_more_epochs_is_a_new_run_not_a_continuation_of_a_shorter_one(synthetic_root, tmp_path):
     """Epochs change the result, so they are part of a run's identity: 4 epochs after a finished 2-epoch run
-    train from scratch in their own folder (resuming an interrupted run is tested in test_reliability)."""
-    common = ("logger=csv", "plots=false")
+    train from scratch in their own folder (resuming an interrupted run: the SIGTERM test below)."""
+    common = CSV_ONLY
     log_dir = tmp_path / "logs"
     train(synthetic_root, log_dir, "trainer.max_epochs=2", *common)
     longer = train(synthetic_root, log_dir, "trainer.max_epochs=4", *common)
@@ -118,16 +118,16 @@ def test_more_epochs_is_a_new_run_not_a_continuation_of_a_shorter_one(synthetic_
 
 def test_finished_run_is_skipped(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=1", "logger=csv", "plots=false")
+    train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
     before = (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns
-    again = train(synthetic_root, log_dir, "trainer.max_epochs=1", "logger=csv", "plots=false")
+    again = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
     assert "skipping" in again.stdout + again.stderr
     assert (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns == before
 
 
 def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synthetic_root, tmp_path):
     """An unknown machine is the user's to fix: one line saying what is there, exit 2, nothing written (a
-    failure after work started, or a bug, still records a failed metrics.json: test_reliability)."""
+    failure after work started, or a bug, still records a failed metrics.json: the full-disk test below)."""
     log_dir = tmp_path / "logs"
     result = train(synthetic_root, log_dir, "data.machine_type=fann", "logger=csv", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -137,7 +137,7 @@ def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synth
 
 def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", "logger=csv", "plots=false")
+    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", *CSV_ONLY)
     run = run_dir(log_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selected_on_test"] is True
