@@ -1,4 +1,5 @@
-"""Shared fixtures: the real DCASE 2020 clips in ../shared/realdata and W&B kept offline."""
+"""Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, a synthetic
+dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, WAV writing."""
 
 from pathlib import Path
 
