@@ -31,7 +31,7 @@ demo: $(STAMP) $(DEMO_DIR)/.complete  ## synthesise a small dataset, sweep all 2
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(BIN)/pytest -q
 
-test-fast: $(STAMP)  ## the tests that train nothing through the CLI (about a minute)
+test-fast: $(STAMP)  ## the tests that train nothing through the CLI and compile nothing (under a minute)
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check

@@ -1,10 +1,15 @@
-"""Shared fixtures: the real DCASE 2020 clips in ../shared/realdata and W&B kept offline."""
+"""Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, a synthetic
+dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, WAV writing."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+SR = 16000
+"""The DCASE clips' sample rate."""
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +51,11 @@ def real_machine_layout(
     return normals[train + test_normals :]
 
 
+TRAIN = "asd_ganomaly.train"
+"""The training app's module, run as ``python -m`` by :func:`run_cli`."""
+CLI = "asd_ganomaly.cli"
+"""The ``asd-ganomaly`` command's module (synth, report, score, export...)."""
+
 SMALL_RUN = [
     "model=ganomaly_small",
     "trainer=cpu",
@@ -59,6 +69,34 @@ SMALL_RUN = [
     "trainer.enable_model_summary=false",
 ]
 """Overrides that make a training run small enough for a test: 2 s clips, narrow channels, CPU."""
+
+CSV_ONLY = ["logger=csv", "plots=false"]
+"""Overrides that log to a CSV file only and draw no plots."""
+
+
+def small_run(model: str = "ganomaly_small") -> list[str]:
+    """:data:`SMALL_RUN` with another model config."""
+    return [f"model={model}", *(o for o in SMALL_RUN if not o.startswith("model="))]
+
+
+def train_args(
+    root: Path | str,
+    work: Path,
+    *overrides: str,
+    model: str = "ganomaly_small",
+    log_dir: Path | None = None,
+    multirun: bool = False,
+) -> list[str]:
+    """Arguments of :func:`run_cli` for a small training run of the clips in ``root``: runs below ``work/logs``
+    (or ``log_dir``), the feature cache in ``work/cache``, then ``overrides``."""
+    log_dir = log_dir or Path(work) / "logs"
+    paths = [f"data.root={root}", f"paths.log_dir={log_dir}", f"paths.cache_dir={Path(work) / 'cache'}"]
+    return [TRAIN, *(["-m"] if multirun else []), *paths, *small_run(model), *overrides]
+
+
+def cli_args(command: str, *args: object) -> list[str]:
+    """Arguments of :func:`run_cli` for ``asd-ganomaly <command> <args>`` (paths turned into strings)."""
+    return [CLI, command, *map(str, args)]
 
 
 @pytest.fixture(scope="session")
@@ -101,18 +139,8 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True
 def tiny_sweep(synthetic_root, tmp_path_factory):
     """A real Hydra multirun: fan and valve complete, the unknown machine type 'drill' fails."""
     work = tmp_path_factory.mktemp("sweep")
-    args = [
-        "asd_ganomaly.train",
-        "experiment=dev_all",
-        f"data.root={synthetic_root}",
-        "data.machine_type=fan,valve,drill",
-        "data.section=0",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *SMALL_RUN,
-        "trainer.max_epochs=2",
-        "logger=csv",
-    ]
+    overrides = ["experiment=dev_all", "data.machine_type=fan,valve,drill", "data.section=0", "trainer.max_epochs=2"]
+    args = train_args(synthetic_root, work, *overrides, "logger=csv")
     result = run_cli(args, cwd=work)
     return work / "logs" / "dev_all", result
 
@@ -160,3 +188,16 @@ def read_wandb_run(folder: Path) -> dict:
             run["exit_code"] = record["exit"].get("exit_code", 0)
     assert run["exit_code"] == 0, f"the W&B run {runs[0]} was not finished: {run}"
     return run
+
+
+def tone(seconds: float, rate: int = SR, channels: int = 1) -> np.ndarray:
+    """A 440 Hz sine of amplitude 0.5 (``channels`` > 1: the same in each column)."""
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def write_wav(path: Path, audio, rate: int = SR, subtype: str = "PCM_16") -> Path:
+    """Write ``audio`` as a WAV file (16-bit by default) and return its path."""
+    sf.write(path, audio, rate, subtype=subtype)
+    return path

@@ -1,23 +1,19 @@
-"""Checks before any work: config ranges, the data listed and checked, checkpoint choice for a resume."""
+"""Checks before any work: config ranges, the data listed and checked, run folders (``asd_ganomaly/checks.py``)."""
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from hydra import compose, initialize_config_dir
 
 from asd_ganomaly.checks import ConfigError, check_data, discard_unused_run_dir, validate_config
 from asd_ganomaly.data.audio import AudioError
-from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.data.dcase import DatasetError, list_clips
 from asd_ganomaly.errors import UserError
-from asd_ganomaly.resume import resume_checkpoint
 from asd_ganomaly.train import CONF_DIR
 
 
@@ -132,62 +128,6 @@ def test_only_a_folder_hydra_alone_wrote_is_discarded(tmp_path):
     (kept / "checkpoints").mkdir()
     assert discard_unused_run_dir(run) and not run.exists()
     assert not discard_unused_run_dir(kept) and (kept / "checkpoints").is_dir()
-
-
-def save(path: Path, value: float) -> Path:
-    torch.save({"w": torch.full((64,), value), "epoch": value}, path)
-    return path
-
-
-def test_resume_prefers_a_complete_last_checkpoint(tmp_path):
-    save(tmp_path / "epoch0001.ckpt", 1)
-    os.symlink("epoch0001.ckpt", tmp_path / "last.ckpt")
-    assert resume_checkpoint(tmp_path) == tmp_path / "last.ckpt"
-    assert resume_checkpoint(tmp_path / "absent") is None
-
-
-def test_a_truncated_last_checkpoint_falls_back_to_the_newest_complete_one(tmp_path, caplog):
-    save(tmp_path / "epoch0001.ckpt", 1)
-    newest = save(tmp_path / "epoch0002.ckpt", 2)
-    os.utime(newest, ns=(2 * 10**18, 2 * 10**18))
-    last = save(tmp_path / "last.ckpt", 3)
-    last.write_bytes(last.read_bytes()[:300])
-    assert resume_checkpoint(tmp_path) == newest
-    assert (tmp_path / "last.ckpt.corrupt").exists() and not (tmp_path / "last.ckpt").exists()
-    assert "not a complete checkpoint" in caplog.text
-    assert torch.load(resume_checkpoint(tmp_path), weights_only=True)["epoch"] == 2
-
-
-def test_a_dangling_last_link_or_no_usable_checkpoint_starts_afresh_with_a_warning(tmp_path, caplog):
-    os.symlink("epoch0009.ckpt", tmp_path / "last.ckpt")
-    (tmp_path / "epoch0003.ckpt").write_bytes(b"PK\x03\x04 not a whole archive")
-    assert resume_checkpoint(tmp_path) is None
-    assert not os.path.lexists(tmp_path / "last.ckpt"), "a new last.ckpt can be written, no last-v1.ckpt"
-    assert "links to a missing file" in caplog.text and "starting afresh" in caplog.text
-
-
-def test_tensor_batches_resume_at_the_saved_position():
-    data = (torch.arange(50).float(),)
-    loader = TensorBatches(data, batch_size=8, shuffle=True, drop_last=True, seed=3)
-    loader.sampler.set_epoch(2)
-    whole = [b[0] for b in loader]
-    loader.sampler.set_epoch(2)
-    seen = []
-    for batch in loader:
-        seen.append(batch[0])
-        if len(seen) == 4:
-            break
-    state = loader.state_dict()
-    assert state == {"epoch": 2, "position": 4}
-    fresh = TensorBatches(data, batch_size=8, shuffle=True, drop_last=True, seed=3)
-    fresh.load_state_dict(state)
-    fresh.sampler.set_epoch(2)
-    rest = [b[0] for b in fresh]
-    assert len(rest) == 2 and all(torch.equal(a, b) for a, b in zip(seen + rest, whole, strict=True))
-    fresh.sampler.set_epoch(3)
-    assert len(list(fresh)) == 6, "the position is used once, for its own epoch"
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        TensorBatches(data, batch_size=0)
 
 
 def test_recording_a_failure_never_hides_the_error(tmp_path, caplog):

@@ -6,17 +6,9 @@ import json
 import shutil
 
 import pytest
-from conftest import SMALL_RUN, run_cli
+from conftest import CLI, CSV_ONLY, run_cli, train_args
 
 pytestmark = pytest.mark.slow  # every test here runs the real CLI in a subprocess
-
-TRAIN = "asd_ganomaly.train"
-CLI = "asd_ganomaly.cli"
-
-
-def train_args(root, work, *extra):
-    paths = [f"data.root={root}", f"paths.log_dir={work / 'logs'}", f"paths.cache_dir={work / 'cache'}"]
-    return [TRAIN, *paths, *SMALL_RUN, "logger=csv", "plots=false", *extra]
 
 
 def assert_refused(result, *phrases):
@@ -47,7 +39,7 @@ def assert_no_run_left(work):
     ],
 )
 def test_bad_configuration_is_refused_before_any_work(synthetic_root, tmp_path, overrides, phrases):
-    result = run_cli(train_args(synthetic_root, tmp_path, *overrides), tmp_path, check=False)
+    result = run_cli(train_args(synthetic_root, tmp_path, *CSV_ONLY, *overrides), tmp_path, check=False)
     assert_refused(result, *phrases)
     assert_no_run_left(tmp_path)
 
@@ -55,7 +47,7 @@ def test_bad_configuration_is_refused_before_any_work(synthetic_root, tmp_path, 
 def test_a_missing_or_empty_data_root_says_how_to_get_data(tmp_path):
     for root in (tmp_path / "absent", tmp_path / "empty"):
         (tmp_path / "empty").mkdir(exist_ok=True)
-        result = run_cli(train_args(root, tmp_path), tmp_path, check=False)
+        result = run_cli(train_args(root, tmp_path, *CSV_ONLY), tmp_path, check=False)
         assert_refused(result, str(root), "asd-ganomaly download dev", "asd-ganomaly synth")
         assert_no_run_left(tmp_path)
 
@@ -72,10 +64,10 @@ def damaged_root(synthetic_root, tmp_path_factory):
 
 def test_a_truncated_wav_stops_training_before_it_starts_or_is_skipped(damaged_root, tmp_path):
     root, clip = damaged_root
-    result = run_cli(train_args(root, tmp_path, "trainer.max_epochs=1"), tmp_path, check=False)
+    result = run_cli(train_args(root, tmp_path, *CSV_ONLY, "trainer.max_epochs=1"), tmp_path, check=False)
     assert_refused(result, clip.name, "is truncated", "data.on_bad_file=skip")
     assert_no_run_left(tmp_path)
-    skipped = run_cli(train_args(root, tmp_path, "trainer.max_epochs=1", "data.on_bad_file=skip"), tmp_path)
+    skipped = run_cli(train_args(root, tmp_path, *CSV_ONLY, "trainer.max_epochs=1", "data.on_bad_file=skip"), tmp_path)
     assert "1 of 99 clips will be skipped" in skipped.stdout + skipped.stderr
     metrics = json.loads(next((tmp_path / "logs").rglob("metrics.json")).read_text())
     assert metrics["status"] == "completed"
@@ -86,7 +78,7 @@ def test_a_test_domain_without_anomalies_is_refused_before_training(synthetic_ro
     shutil.copytree(synthetic_root / "fan", root / "fan")
     for anomaly in (root / "fan" / "target_test").glob("*anomaly*"):
         anomaly.unlink()
-    result = run_cli(train_args(root, tmp_path / "w", "trainer.max_epochs=50"), tmp_path, check=False)
+    result = run_cli(train_args(root, tmp_path / "w", *CSV_ONLY, "trainer.max_epochs=50"), tmp_path, check=False)
     assert_refused(result, "target test clips", "have labels ['normal']")
     assert_no_run_left(tmp_path / "w")
 
@@ -94,7 +86,7 @@ def test_a_test_domain_without_anomalies_is_refused_before_training(synthetic_ro
 @pytest.fixture(scope="module")
 def model_ckpt(synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("fuzz_model")
-    run_cli(train_args(synthetic_root, work, "trainer.max_epochs=1"), work)
+    run_cli(train_args(synthetic_root, work, *CSV_ONLY, "trainer.max_epochs=1"), work)
     return next((work / "logs").rglob("model.ckpt"))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import SMALL_RUN, run_cli
+from conftest import CSV_ONLY, cli_args, run_cli, train_args
 
 from asd_ganomaly.data.datamodule import SectionDataModule
 from asd_ganomaly.export import export_onnx
@@ -102,21 +102,10 @@ def test_a_per_section_datamodule_is_refused(three_sections, tmp_path):
 def sweep(three_sections, tmp_path_factory):
     """The 7-run grid cut to fan: MobileNetV2 (2 epochs) and the AE baseline (1 epoch), per machine type."""
     work = tmp_path_factory.mktemp("types")
-    common = [
-        "-m",
-        "experiment=dev_all_types",
-        "data.machine_type=fan",
-        f"data.root={three_sections}",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *(o for o in SMALL_RUN if not o.startswith("model=")),
-        "logger=csv",
-        "plots=false",
-    ]
-    run_cli(
-        ["asd_ganomaly.train", *common, "model=mobilenetv2_baseline", *SMALL_MOBILENET, "trainer.max_epochs=2"], work
-    )
-    run_cli(["asd_ganomaly.train", *common, "model=ae_baseline", "trainer.max_epochs=1"], work)
+    common = ["experiment=dev_all_types", "data.machine_type=fan", *CSV_ONLY]
+    mobilenet = [*common, *SMALL_MOBILENET, "trainer.max_epochs=2"]
+    run_cli(train_args(three_sections, work, *mobilenet, model="mobilenetv2_baseline", multirun=True), work)
+    run_cli(train_args(three_sections, work, *common, "trainer.max_epochs=1", model="ae_baseline", multirun=True), work)
     runs = {json.loads(p.read_text())["model"]: p.parent for p in (work / "logs").rglob("metrics.json")}
     return work, runs
 
@@ -144,7 +133,7 @@ def test_per_machine_type_runs_write_per_section_metrics(sweep):
 @pytest.mark.slow
 def test_report_sets_per_machine_type_models_side_by_side_per_section(sweep):
     work, _ = sweep
-    run_cli(["asd_ganomaly.cli", "report", str(work / "logs"), "--out", str(work / "report")], work)
+    run_cli(cli_args("report", work / "logs", "--out", work / "report"), work)
     rows = read_csv(work / "report" / "results.csv")
     settings = {r["setting"] for r in rows}
     assert settings == {"mobilenetv2_baseline per machine type", "ae_baseline per machine type"}
@@ -178,8 +167,10 @@ def test_score_a_mobilenet_checkpoint_with_sections_from_names_or_given(sweep, t
     (row,) = read_csv(tmp_path / "unnamed.csv")
     assert row["status"] == "error" and "pass --section" in row["error"]
     out = tmp_path / "given.csv"
-    run_cli(["asd_ganomaly.cli", "score", "--ckpt", str(run / "model.ckpt"), str(renamed), "--out", str(out),
-             "--section", "2", "--no-progress"], tmp_path)  # fmt: skip
+    run_cli(
+        cli_args("score", "--ckpt", run / "model.ckpt", renamed, "--out", out, "--section", 2, "--no-progress"),
+        tmp_path,
+    )
     (row,) = read_csv(out)
     assert row["status"] == "ok" and float(row["score"]) == pytest.approx(own[clip], rel=1e-4, abs=1e-5)
 

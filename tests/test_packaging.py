@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RUN, find_run, run_cli
+from conftest import CSV_ONLY, TRAIN, find_run, run_cli, train_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,8 +47,7 @@ def test_wheel_ships_the_configs_and_asd_train_runs_from_another_folder(installe
     job = _sh(installed / "bin" / "asd-train", "--cfg", "job", "model=ae_baseline", cwd=tmp_path)
     assert "asd_ganomaly.models.lit_ae.AutoencoderModule" in job.stdout
 
-    args = [f"data.root={synthetic_root}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'c'}"]
-    args += [*SMALL_RUN, "trainer.max_epochs=1", "logger=csv", "plots=false"]
+    args = train_args(synthetic_root, tmp_path, "trainer.max_epochs=1", *CSV_ONLY)[1:]  # the overrides only
     _sh(installed / "bin" / "asd-train", *args, cwd=tmp_path)
     assert (find_run(tmp_path / "logs", "fan") / "metrics.json").exists()
 
@@ -58,6 +57,6 @@ def test_a_users_config_folder_on_the_search_path_is_found(tmp_path):
     mine = tmp_path / "my_conf" / "experiment"
     mine.mkdir(parents=True)
     (mine / "my_plant.yaml").write_text("# @package _global_\ntask_name: my_plant\nmodel:\n  loss:\n    w_rec: 12.5\n")
-    args = ["asd_ganomaly.train", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "experiment=my_plant"]
+    args = [TRAIN, f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "experiment=my_plant"]
     result = run_cli([*args, "--cfg", "job"], cwd=tmp_path)
     assert "task_name: my_plant" in result.stdout and "w_rec: 12.5" in result.stdout

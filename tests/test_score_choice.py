@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import SMALL_RUN, find_run, run_cli
+from conftest import CSV_ONLY, find_run, run_cli, train_args
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from test_model import compose_config
@@ -123,17 +123,7 @@ def test_a_score_the_model_does_not_compute_is_refused():
 @pytest.fixture(scope="module")
 def reconstruction_run(synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("score_choice")
-    args = [
-        "asd_ganomaly.train",
-        f"data.root={synthetic_root}",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *SMALL_RUN,
-        "++model.score=reconstruction",
-        "trainer.max_epochs=2",
-        "logger=csv",
-        "plots=false",
-    ]
+    args = train_args(synthetic_root, work, "++model.score=reconstruction", "trainer.max_epochs=2", *CSV_ONLY)
     run_cli(args, cwd=work)
     return work / "logs" / "train"
 

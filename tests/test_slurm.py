@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RUN, find_run, run_cli
+from conftest import cli_args, find_run, run_cli, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -82,20 +82,9 @@ def launcher_overrides(cluster: Cluster, job_name: str = "asd-sweep") -> list[st
 
 def sweep_args(cluster: Cluster, root: Path, log_dir: Path, machines: str, job_name: str = "asd-sweep") -> list[str]:
     """``asd-train -m experiment=demo hydra/launcher=slurm ...`` on the synthetic data, small runs."""
-    return [
-        "asd_ganomaly.train",
-        "-m",
-        "experiment=demo",
-        *launcher_overrides(cluster, job_name),
-        f"data.root={root}",
-        f"data.machine_type={machines}",
-        "data.section=0",
-        f"paths.log_dir={log_dir}",
-        f"paths.cache_dir={log_dir.parent / 'cache'}",
-        *SMALL_RUN,
-        f"trainer.max_epochs={EPOCHS}",
-        "logger=csv",
-    ]
+    overrides = ["experiment=demo", *launcher_overrides(cluster, job_name), f"data.machine_type={machines}"]
+    overrides += ["data.section=0", f"trainer.max_epochs={EPOCHS}", "logger=csv"]
+    return train_args(root, log_dir.parent, *overrides, log_dir=log_dir, multirun=True)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +109,7 @@ def test_sweep_through_slurm_writes_every_run_and_the_report(slurm_cluster, slur
         scripts = list((log_dir / "demo" / ".submitit").rglob("*_submission.sh"))
         assert len(scripts) == 1 and "#SBATCH --array=0-1" in scripts[0].read_text(), "one Slurm array job"
         assert "#SBATCH --requeue" in scripts[0].read_text()
-    report = run_cli(["asd_ganomaly.cli", "report", str(log_dir / "demo"), "--out", str(tmp_path)], tmp_path)
+    report = run_cli(cli_args("report", log_dir / "demo", "--out", tmp_path), tmp_path)
     assert "Official score" in report.stdout
     with open(tmp_path / "results.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -4,7 +4,7 @@ import csv
 import json
 
 import pytest
-from conftest import SMALL_RUN, read_wandb_run, run_cli
+from conftest import CSV_ONLY, cli_args, read_wandb_run, run_cli, train_args
 from scipy import stats
 
 from asd_ganomaly.report import collect_runs, summarise, write_report
@@ -29,7 +29,7 @@ def test_multirun_runs_every_combination_and_a_failure_does_not_stop_it(sweep):
 @pytest.mark.slow
 def test_report_csv_markdown_and_scores(sweep, tmp_path):
     sweep_dir, _ = sweep
-    result = run_cli(["asd_ganomaly.cli", "report", str(sweep_dir), "--out", str(tmp_path)], cwd=tmp_path)
+    result = run_cli(cli_args("report", sweep_dir, "--out", tmp_path), cwd=tmp_path)
     assert "Official score" in result.stdout
     with open(tmp_path / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -55,19 +55,8 @@ def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root):
     sweep_dir, _ = sweep
     before = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("metrics.json")}
     work = sweep_dir.parent.parent
-    args = [
-        "asd_ganomaly.train",
-        "experiment=dev_all",
-        f"data.root={synthetic_root}",
-        "data.machine_type=fan,valve",
-        "data.section=0",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *SMALL_RUN,
-        "trainer.max_epochs=2",
-        "logger=csv",
-        "plots=false",
-    ]
+    overrides = ["experiment=dev_all", "data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=2"]
+    args = train_args(synthetic_root, work, *overrides, *CSV_ONLY)
     again = run_cli(args, cwd=work)
     assert (again.stdout + again.stderr).count("skipped (finished before)") == 2
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
@@ -109,18 +98,7 @@ def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
 
 
 def small_sweep_args(root, work, *extra):
-    return [
-        "asd_ganomaly.train",
-        f"data.root={root}",
-        "data.section=0",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *SMALL_RUN,
-        "trainer.max_epochs=1",
-        "logger=csv",
-        "plots=false",
-        *extra,
-    ]
+    return train_args(root, work, "data.section=0", "trainer.max_epochs=1", *CSV_ONLY, *extra)
 
 
 @pytest.mark.slow

@@ -1,25 +1,24 @@
-"""The training app end to end on synthetic data: metrics, resume equivalence, W&B offline files, failures."""
+"""The training app end to end on synthetic data (``asd_ganomaly/train.py`` through its CLI): metrics, resume
+equivalence, W&B offline files, failures, a full disk, an unreachable W&B, determinism, SIGTERM and resume."""
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RUN, find_run, read_wandb_run, run_cli
+import torch
+from conftest import CSV_ONLY, cli_args, find_run, read_wandb_run, run_cli, train_args
 
 pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
 
 def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, multirun: bool = False, **kwargs):
-    args = [
-        "asd_ganomaly.train",
-        *(["-m"] if multirun else []),
-        f"data.root={root}",
-        f"paths.log_dir={log_dir}",
-        f"paths.cache_dir={log_dir.parent / 'cache'}",
-        *SMALL_RUN,
-        *overrides,
-    ]
+    args = train_args(root, log_dir.parent, *overrides, log_dir=log_dir, multirun=multirun)
     return run_cli(args, cwd=log_dir.parent, check=check, **kwargs)
 
 
@@ -73,7 +72,7 @@ def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
 
 def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    common = ("trainer.max_epochs=1", "logger=csv", "plots=false")
+    common = ("trainer.max_epochs=1", *CSV_ONLY)
     train(synthetic_root, log_dir, "model.loss.w_rec=7.5,50", *common, multirun=True)
     runs = sorted(log_dir.rglob("metrics.json"))
     records = [json.loads(p.read_text()) for p in runs]
@@ -97,7 +96,7 @@ def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthet
 
 def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic_root, tmp_path):
     log_dir, folder = tmp_path / "logs", tmp_path / "fixed"
-    common = ("trainer.max_epochs=1", "logger=csv", "plots=false", f"hydra.run.dir={folder}")
+    common = ("trainer.max_epochs=1", *CSV_ONLY, f"hydra.run.dir={folder}")
     train(synthetic_root, log_dir, "model.loss.w_rec=7.5", *common)
     result = train(synthetic_root, log_dir, "model.loss.w_rec=10", *common, check=False)
     assert result.returncode != 0
@@ -107,8 +106,8 @@ def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic
 
 def test_more_epochs_is_a_new_run_not_a_continuation_of_a_shorter_one(synthetic_root, tmp_path):
     """Epochs change the result, so they are part of a run's identity: 4 epochs after a finished 2-epoch run
-    train from scratch in their own folder (resuming an interrupted run is tested in test_reliability)."""
-    common = ("logger=csv", "plots=false")
+    train from scratch in their own folder (resuming an interrupted run: the SIGTERM test below)."""
+    common = CSV_ONLY
     log_dir = tmp_path / "logs"
     train(synthetic_root, log_dir, "trainer.max_epochs=2", *common)
     longer = train(synthetic_root, log_dir, "trainer.max_epochs=4", *common)
@@ -119,16 +118,16 @@ def test_more_epochs_is_a_new_run_not_a_continuation_of_a_shorter_one(synthetic_
 
 def test_finished_run_is_skipped(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=1", "logger=csv", "plots=false")
+    train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
     before = (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns
-    again = train(synthetic_root, log_dir, "trainer.max_epochs=1", "logger=csv", "plots=false")
+    again = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
     assert "skipping" in again.stdout + again.stderr
     assert (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns == before
 
 
 def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synthetic_root, tmp_path):
     """An unknown machine is the user's to fix: one line saying what is there, exit 2, nothing written (a
-    failure after work started, or a bug, still records a failed metrics.json: test_reliability)."""
+    failure after work started, or a bug, still records a failed metrics.json: the full-disk test below)."""
     log_dir = tmp_path / "logs"
     result = train(synthetic_root, log_dir, "data.machine_type=fann", "logger=csv", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -138,7 +137,7 @@ def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synth
 
 def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", "logger=csv", "plots=false")
+    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", *CSV_ONLY)
     run = run_dir(log_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selected_on_test"] is True
@@ -146,5 +145,89 @@ def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
     logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/source/auc" in logged  # the per-epoch selection metric on test labels
     report_md = tmp_path / "md"
-    run_cli(["asd_ganomaly.cli", "report", str(log_dir / "train"), "--out", str(report_md)], cwd=tmp_path)
+    run_cli(cli_args("report", log_dir / "train", "--out", report_md), cwd=tmp_path)
     assert "selected their model on test labels" in (report_md / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
+    log_dir = tmp_path / "logs"
+    start = time.monotonic()
+    result = run_cli(train_args(synthetic_root, tmp_path, "min_free_disk_gb=1e12", "logger=csv"), tmp_path, check=False)
+    assert result.returncode != 0 and time.monotonic() - start < 60
+    metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "GB free" in metrics["error"]
+    assert not (run_dir(log_dir) / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tmp_path):
+    log_dir = tmp_path / "logs"
+    env = {"WANDB_MODE": "", "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    args = train_args(synthetic_root, tmp_path, "trainer.max_epochs=1", "plots=false", "logger.wandb.init_timeout=5")
+    result = run_cli(args, tmp_path, env=env, timeout=240)
+    assert "W&B could not start online" in result.stdout + result.stderr
+    metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert list((run_dir(log_dir) / "wandb").glob("offline-run-*")), "fell back to an offline run"
+    assert (run_dir(log_dir) / "csv" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_path):
+    scores = []
+    for name in ("a", "b"):
+        log_dir = tmp_path / name / "logs"
+        run_cli(train_args(synthetic_root, tmp_path / name, "trainer.max_epochs=2", *CSV_ONLY), tmp_path)
+        with open(run_dir(log_dir) / "scores.csv") as handle:
+            scores.append([row["score"] for row in csv.DictReader(handle)])
+    assert scores[0] == scores[1]
+
+
+def _weights(run):
+    return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
+    work = tmp_path / "interrupted"
+    log_dir = work / "logs"
+    # 12 epochs of 49 batches: SIGTERM, sent half a second into the second epoch, lands mid-epoch
+    args = train_args(synthetic_root, work, "trainer.max_epochs=12", *CSV_ONLY, "data.batch_size=2")
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    log_file = (tmp_path / "run.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(log_dir.rglob("last.ckpt")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert list(log_dir.rglob("last.ckpt")), "no epoch finished in time"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=120)
+    finally:
+        process.kill()
+        log_file.close()
+    output = (tmp_path / "run.log").read_text()
+    last = run_dir(log_dir) / "checkpoints" / "last.ckpt"
+    assert returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert "interrupted at epoch" in output and checkpoint["global_step"] > 0
+    assert not (run_dir(log_dir) / "metrics.json").exists()
+    interrupted_epoch = checkpoint["epoch"]
+    done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert 0 < interrupted_epoch < 12 and 0 < done_in_epoch < 49, "interrupted mid-epoch"
+    # the same command resumes, finishes, and records the metrics
+    resumed = run_cli(args, tmp_path)
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert "not resumable" not in resumed.stdout + resumed.stderr
+    metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    # an uninterrupted run of as many epochs ends with the same weights
+    reference = tmp_path / "reference"
+    run_cli([a.replace(str(work), str(reference)) for a in args], tmp_path)
+    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference / "logs"))
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6

@@ -30,6 +30,10 @@ SCORE_KEYS = {
 """Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
 
 
+class TrainingDivergedError(FloatingPointError):
+    """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
+
+
 class AnomalyDetector(L.LightningModule):
     """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores`` and name their
     ``components``, the score choices their network computes (``latent``, ``reconstruction``, ...).
@@ -80,6 +84,19 @@ class AnomalyDetector(L.LightningModule):
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-clip scores of normalised log-mel features."""
         raise NotImplementedError
+
+    def optimize(self, loss: torch.Tensor, optimizer: L.pytorch.core.optimizer.LightningOptimizer, name: str) -> None:
+        """One manual optimisation step: a NaN or infinite ``loss`` stops training with a
+        :class:`TrainingDivergedError` naming ``name``, the epoch and the step; else zero the gradients,
+        backpropagate and step ``optimizer``."""
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"{name} loss is {loss.item()} at epoch {self.current_epoch}, global step {self.global_step}: "
+                "training diverged (try a lower learning rate or other loss weights)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
 
     def setup(self, stage: str) -> None:
         """Fast-path options: channels-last memory format and ``torch.compile`` of the network."""

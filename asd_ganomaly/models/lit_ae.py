@@ -57,10 +57,6 @@ class AutoencoderModule(AnomalyDetector):
             if len(chunk) < 2:  # BatchNorm needs two samples
                 continue
             loss = F.mse_loss(self.net(vectors[chunk]), vectors[chunk])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"autoencoder loss is {loss.item()} at epoch {self.current_epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+            self.optimize(loss, optimizer, "autoencoder")
             total += loss.detach() * len(chunk)
         self.log("train/loss", total / len(vectors), on_step=True, on_epoch=True, prog_bar=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from .base import AnomalyDetector
+from .base import AnomalyDetector, TrainingDivergedError
 from .ganomaly import GANomaly, init_weights
 from .knn import KNNDetector
 from .loss import DiscriminatorLoss, GeneratorLoss
@@ -16,10 +16,6 @@ log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-
-
-class TrainingDivergedError(FloatingPointError):
-    """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
 
 
 class GANomalyModule(AnomalyDetector):
@@ -124,18 +120,12 @@ class GANomalyModule(AnomalyDetector):
         x_pad, x_rec, z, z_prime = self.net(x)
         real, fake = self.net.discriminator(x_pad), self.net.discriminator(x_rec)
         terms = self.loss(x_pad, x_rec, z, z_prime, real, fake)
-        self._check_finite("generator", terms["loss"])
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
-        opt_g.step()
+        self.optimize(terms["loss"], opt_g, "generator")
         self.untoggle_optimizer(opt_g)
 
         self.toggle_optimizer(opt_d)
         loss_d = self.d_loss(self.net.discriminator(x_pad)[0], self.net.discriminator(x_rec.detach())[0])
-        self._check_finite("discriminator", loss_d)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
+        self.optimize(loss_d, opt_d, "discriminator")
         self.untoggle_optimizer(opt_d)
         self._watch_collapse(loss_d.detach())
 
@@ -150,13 +140,6 @@ class GANomalyModule(AnomalyDetector):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             if scheduler is not None:
                 scheduler.step()
-
-    def _check_finite(self, which: str, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"{which} loss is {loss.item()} at epoch {self.current_epoch}, global step {self.global_step}: "
-                "training diverged (try a lower learning rate or other loss weights)"
-            )
 
     def _watch_collapse(self, loss_d: torch.Tensor) -> None:
         self.collapsed_steps = self.collapsed_steps + 1 if loss_d < self.collapse_threshold else 0

@@ -91,11 +91,7 @@ class MobileNetV2Module(AnomalyDetector):
         for chunk in order.split(self.windows_per_batch):
             logits = self.net(windows[chunk])
             loss = F.cross_entropy(logits, targets[chunk])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"classifier loss is {loss.item()} at epoch {self.current_epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+            self.optimize(loss, optimizer, "classifier")
             total += loss.detach() * len(chunk)
             correct += (logits.detach().argmax(1) == targets[chunk]).sum()
         logs = {"train/loss": total / len(windows), "train/accuracy": correct / len(windows)}

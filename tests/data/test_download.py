@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from asd_ganomaly.data import download as dl
+import asd_ganomaly.data.zenodo as zenodo_module
 from asd_ganomaly.data.download import RECORDS, DownloadError, archive_name, download
 
 
@@ -120,7 +120,7 @@ class Zenodo:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch):
-    monkeypatch.setattr(dl, "BACKOFF_S", 0.0)
+    monkeypatch.setattr(zenodo_module, "BACKOFF_S", 0.0)
 
 
 @pytest.fixture

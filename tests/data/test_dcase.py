@@ -1,10 +1,12 @@
-"""File-name parsing and clip listing on both DCASE 2021 layouts and DCASE 2020 names."""
+"""File-name parsing (fuzzed names included) and clip listing on both DCASE 2021 layouts and DCASE 2020 names:
+``asd_ganomaly/data/dcase.py``."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from asd_ganomaly.data.dcase import DatasetError, check_test_labels, list_clips, parse_clip_name
+from asd_ganomaly.data.dcase import ClipInfo, DatasetError, check_test_labels, list_clips, parse_clip_name
 
 
 def touch(path: Path) -> Path:
@@ -98,3 +100,21 @@ def test_real_dcase2020_clips_are_listed(realdata):
     assert len(clips) == 75 and all(c.label == "normal" for c in clips)
     pump = list_clips(realdata / "dcase2020-yos95", "pump", 4, "test")
     assert {c.label for c in pump} == {"normal", "anomaly"}
+
+
+def test_fuzzed_file_names_parse_or_raise_dataset_error():
+    rng = np.random.default_rng(1)
+    alphabet = list("section_0123456789sourcetargettrainestnormalanomalyid_.wav-")
+    for _ in range(2000):
+        name = "".join(rng.choice(alphabet, int(rng.integers(0, 60))))
+        try:
+            info = parse_clip_name(f"fan/train/{name}")
+        except DatasetError:
+            continue
+        assert isinstance(info, ClipInfo) and info.path.name == name
+        # every field the parser returns is spelled out in the name it came from
+        if name.startswith("section_"):  # DCASE 2021
+            assert name.startswith(f"section_{info.section:02d}_{info.domain}_{info.split}_")
+        else:  # DCASE 2020: source domain only
+            assert info.domain == "source" and f"id_{info.section:02d}_" in name
+        assert info.label == "unknown" or info.label in name

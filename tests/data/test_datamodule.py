@@ -1,4 +1,5 @@
-"""The DataModule over real DCASE 2020 clips: shapes, tags, the cache on the second pass, batches."""
+"""The DataModule over real DCASE 2020 clips (shapes, tags, the cache on the second pass) and the resumable
+batches: ``asd_ganomaly/data/datamodule.py``."""
 
 import functools
 import itertools
@@ -93,3 +94,27 @@ def test_max_train_clips_and_bad_machine(real_layout, tmp_path):
 
     with pytest.raises(DatasetError, match="unknown machine type"):
         SectionDataModule(str(real_layout), "pumpp", 0, progress=False).setup("fit")
+
+
+def test_tensor_batches_resume_at_the_saved_position():
+    data = (torch.arange(50).float(),)
+    loader = TensorBatches(data, batch_size=8, shuffle=True, drop_last=True, seed=3)
+    loader.sampler.set_epoch(2)
+    whole = [b[0] for b in loader]
+    loader.sampler.set_epoch(2)
+    seen = []
+    for batch in loader:
+        seen.append(batch[0])
+        if len(seen) == 4:
+            break
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "position": 4}
+    fresh = TensorBatches(data, batch_size=8, shuffle=True, drop_last=True, seed=3)
+    fresh.load_state_dict(state)
+    fresh.sampler.set_epoch(2)
+    rest = [b[0] for b in fresh]
+    assert len(rest) == 2 and all(torch.equal(a, b) for a, b in zip(seen + rest, whole, strict=True))
+    fresh.sampler.set_epoch(3)
+    assert len(list(fresh)) == 6, "the position is used once, for its own epoch"
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        TensorBatches(data, batch_size=0)

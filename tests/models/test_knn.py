@@ -4,7 +4,7 @@ import csv
 
 import pytest
 import torch
-from conftest import SMALL_RUN, find_run, run_cli
+from conftest import CSV_ONLY, find_run, run_cli, train_args
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.models.knn import KNNDetector, clip_statistics
@@ -58,18 +58,7 @@ def test_a_fresh_module_takes_a_bank_of_any_size():
 @pytest.fixture(scope="module")
 def knn_run(synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("knn")
-    overrides = [a for a in SMALL_RUN if not a.startswith("model=")]
-    args = [
-        "asd_ganomaly.train",
-        "model=knn_baseline",
-        f"data.root={synthetic_root}",
-        f"paths.log_dir={work / 'logs'}",
-        f"paths.cache_dir={work / 'cache'}",
-        *overrides,
-        "logger=csv",
-        "plots=false",
-    ]
-    run_cli(args, cwd=work)
+    run_cli(train_args(synthetic_root, work, *CSV_ONLY, model="knn_baseline"), cwd=work)
     return find_run(work / "logs")
 
 
