@@ -4,7 +4,8 @@ The resampling is stratified: normal and anomalous clips are resampled separatel
 bootstrap, ``paired=False``), so every resample holds both labels in the test set's proportions and an AUC is
 always defined; a resample with one label cannot occur. Intervals are percentile intervals (BCa is undefined
 when every resample gives the same AUC, as a perfectly separable test set does) from a fixed random state, so
-the same scores always give the same interval.
+the same scores always give the same interval. ``domain_ranking_metrics`` puts them together for one score: AUC
+and pAUC per domain with their intervals, harmonic means and the official score (the detectors' test results).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from scipy import stats
 
-from .metrics import MAX_FPR, harmonic_mean
+from .data.dcase import DOMAINS
+from .metrics import MAX_FPR, auc_pauc, harmonic_mean, official_score
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -98,3 +101,21 @@ def official_score_interval(
 
     low, high = _bootstrap(samples, statistic, n_resamples, seed)
     return float(low), float(high)
+
+
+def domain_ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], intervals: bool) -> dict:
+    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}, dcase_score} of one
+    score."""
+    results: dict = {}
+    for code, domain in enumerate(DOMAINS):
+        mask = scores["domain"] == code
+        if not mask.any():
+            continue
+        auc, pauc = auc_pauc(values[mask], scores["label"][mask])
+        results[domain] = {"auc": auc, "pauc": pauc}
+        if intervals:
+            results[domain] |= auc_pauc_intervals(values[mask].numpy(), scores["label"][mask].numpy())
+    domains = [d for d in DOMAINS if d in results]
+    results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
+    results["dcase_score"] = official_score([results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains])
+    return results

@@ -90,3 +90,15 @@ def section_results(scores: dict[str, torch.Tensor], domain_metrics: Callable[[d
         "hmean": {"auc": harmonic_mean(aucs), "pauc": harmonic_mean(paucs)},
         "dcase_score": official_score(aucs, paucs),
     }
+
+
+def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of a gamma distribution fitted to ``scores`` (empirical quantile if the fit fails)."""
+    try:
+        shape, loc, scale = stats.gamma.fit(scores)
+        threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale))
+        if np.isfinite(threshold):
+            return threshold
+    except (ValueError, RuntimeError, FloatingPointError):
+        pass
+    return float(np.quantile(scores, quantile))

@@ -7,14 +7,12 @@ import logging
 from collections.abc import Iterable
 
 import lightning as L
-import numpy as np
 import torch
-from scipy import stats
 
-from ..bootstrap import auc_pauc_intervals
+from ..bootstrap import domain_ranking_metrics
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..metrics import auc_pauc, decision_metrics, flatten_metrics, harmonic_mean, official_score, section_results
+from ..metrics import decision_metrics, flatten_metrics, gamma_threshold, section_results
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +225,7 @@ class AnomalyDetector(L.LightningModule):
     def _domain_metrics(self, scores: dict[str, torch.Tensor], intervals: bool = False) -> dict:
         """Per domain AUC, pAUC (with 95 % bootstrap intervals when ``intervals``) and decision metrics of the
         chosen score, their harmonic means, and under ``scores`` the same AUC/pAUC figures of every choice."""
-        results = _ranking_metrics(scores["score"], scores, intervals)
+        results = domain_ranking_metrics(scores["score"], scores, intervals)
         decisions = scores["score"] > self.threshold.cpu()
         if torch.isfinite(self.threshold):
             for code, domain in enumerate(DOMAINS):
@@ -235,7 +233,7 @@ class AnomalyDetector(L.LightningModule):
                     mask = scores["domain"] == code
                     results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
         results["scores"] = {
-            name: _ranking_metrics(scores[SCORE_KEYS[name]], scores, intervals) for name in self.score_names()
+            name: domain_ranking_metrics(scores[SCORE_KEYS[name]], scores, intervals) for name in self.score_names()
         }
         return results
 
@@ -246,33 +244,3 @@ class AnomalyDetector(L.LightningModule):
             "features": self.feature_config.as_dict(),
             "name": self.name,
         }
-
-
-def gamma_threshold(scores: np.ndarray, quantile: float) -> float:
-    """The ``quantile`` of a gamma distribution fitted to ``scores`` (empirical quantile if the fit fails)."""
-    try:
-        shape, loc, scale = stats.gamma.fit(scores)
-        threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale))
-        if np.isfinite(threshold):
-            return threshold
-    except (ValueError, RuntimeError, FloatingPointError):
-        pass
-    return float(np.quantile(scores, quantile))
-
-
-def _ranking_metrics(values: torch.Tensor, scores: dict[str, torch.Tensor], intervals: bool) -> dict:
-    """{domain: {auc, pauc[, auc_low, auc_high, pauc_low, pauc_high]}, hmean: {auc, pauc}, dcase_score} of one
-    score."""
-    results: dict = {}
-    for code, domain in enumerate(DOMAINS):
-        mask = scores["domain"] == code
-        if not mask.any():
-            continue
-        auc, pauc = auc_pauc(values[mask], scores["label"][mask])
-        results[domain] = {"auc": auc, "pauc": pauc}
-        if intervals:
-            results[domain] |= auc_pauc_intervals(values[mask].numpy(), scores["label"][mask].numpy())
-    domains = [d for d in DOMAINS if d in results]
-    results["hmean"] = {m: harmonic_mean(results[d][m] for d in domains) for m in ("auc", "pauc")}
-    results["dcase_score"] = official_score([results[d]["auc"] for d in domains], [results[d]["pauc"] for d in domains])
-    return results
