@@ -40,7 +40,7 @@ from hydra import compose, initialize_config_dir
 
 from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES
 from asd_ganomaly.metrics import harmonic_mean, official_score
-from asd_ganomaly.score_tables import official_interval
+from asd_ganomaly.score_tables import SCORE_NAMES, official_interval
 from asd_ganomaly.train import CONF_DIR
 
 MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")
@@ -224,7 +224,7 @@ def to_markdown(summary: dict[str, dict], header: list[str]) -> str:
         lines.append(
             f"| {m} | {s['score']} | {s['runs']} | {_mean_std([v for v, _ in s['seeds'].values()])} | {seeds} |"
         )
-    names = ("latent", "reconstruction", "discriminator", "knn", "fused")
+    names = SCORE_NAMES
     lines += ["", "## Official score of every score choice, mean ± std over seeds", ""]
     lines += ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for m in models:
