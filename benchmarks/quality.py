@@ -96,10 +96,11 @@ def synthesize(root: Path, mode: dict, machines: list[str]) -> None:
 
 
 def train_command(label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path) -> list[str]:
-    """One asd-train multirun: one model and seed over every machine type and section."""
+    """One asd-train multirun: one model and seed over every machine type and section, one run at a time (``--jobs``
+    runs multiruns side by side, so the demo's parallel launcher is replaced by the basic one)."""
     per_type = label in PER_MACHINE_TYPE
     model = per_machine_type_overrides(label, mode) if per_type else model_overrides(label)
-    command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", *model]
+    command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", "hydra/launcher=basic", *model]
     command += [
         f"data.root={data}",
         f"data.machine_type={','.join(machines)}",
