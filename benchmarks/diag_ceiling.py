@@ -8,7 +8,6 @@ ranks the anomalies of some kinds above every normal clip and leaves the others 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,11 +24,8 @@ from asd_ganomaly.metrics import auc_pauc
 
 def clip_kinds(root: str, machine: str, section: int, seed: int) -> list[str]:
     """``normal`` or the anomaly kind of every test clip, in the order of ``list_clips``."""
-    kinds = []
-    for clip in list_clips(root, machine, section, "test"):
-        index = int(re.search(r"_(\d{4})\.wav$", clip.path.name, re.IGNORECASE).group(1))
-        kinds.append(anomaly_kind(machine, section, clip.domain, index, seed) if clip.is_anomaly else "normal")
-    return kinds
+    clips = list_clips(root, machine, section, "test")
+    return [anomaly_kind(machine, section, c.domain, c.index, seed) if c.is_anomaly else "normal" for c in clips]
 
 
 def auc_per_kind(scores: torch.Tensor, kinds: list[str], domains: torch.Tensor) -> dict[str, list[float]]:
