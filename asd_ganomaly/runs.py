@@ -16,7 +16,18 @@ from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, c
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
-SCORE_COLUMNS = ("score_latent", "score_rec", "score_disc", "score_residual_knn", "score_knn", "score_fused")
+SCORE_KEYS = {
+    "latent": "score_latent",
+    "reconstruction": "score_rec",
+    "discriminator": "score_disc",
+    "residual_knn": "score_residual_knn",
+    "knn": "score_knn",
+    "fused": "score_fused",
+    "default": "score",
+}
+"""Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
+SCORE_COLUMNS = tuple(key for key in SCORE_KEYS.values() if key != "score")
+"""The per-score columns of scores.csv, beside ``score`` (the chosen one)."""
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

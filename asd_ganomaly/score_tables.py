@@ -14,9 +14,9 @@ import csv
 from pathlib import Path
 
 from .bootstrap import official_score_interval
-from .runs import SCORES_FILE
+from .runs import SCORE_KEYS, SCORES_FILE
 
-SCORE_NAMES = ("latent", "reconstruction", "discriminator", "residual_knn", "knn", "fused")
+SCORE_NAMES = tuple(name for name in SCORE_KEYS if name != "default")
 INTERVAL_COLUMNS = ("auc_low", "auc_high", "pauc_low", "pauc_high")
 SCORE_COLUMNS = [f"{metric}_{name}" for name in SCORE_NAMES for metric in ("auc", "pauc")]
 

@@ -13,19 +13,9 @@ from ..bootstrap import domain_ranking_metrics
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
 from ..metrics import decision_metrics, flatten_metrics, gamma_threshold, section_results
+from ..runs import SCORE_KEYS
 
 log = logging.getLogger(__name__)
-
-SCORE_KEYS = {
-    "latent": "score_latent",
-    "reconstruction": "score_rec",
-    "discriminator": "score_disc",
-    "knn": "score_knn",
-    "residual_knn": "score_residual_knn",
-    "fused": "score_fused",
-    "default": "score",
-}
-"""Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
 
 
 class TrainingDivergedError(FloatingPointError):
