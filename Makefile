@@ -4,21 +4,40 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
-EXTRAS ?= dev,launchers,export,bench
 QUALITY_ARGS ?=
 
-.PHONY: help install demo test test-fast lint format bench quality clean slurm-up slurm-down
+.PHONY: help install lock lock-check demo test test-fast lint format bench quality clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+UV_VERSION := 0.13.9
+LOCK := requirements.lock
+LOCK_ARGS := pyproject.toml --all-extras --universal --python-version 3.10 --custom-compile-command "make lock"
+UV := $(BIN)/uv pip
+QUIET := -q
+
+# the locked versions, exactly; then the package itself, built without build isolation (setuptools is locked too);
+# then `pip check` and the load check of torch, torchaudio and torchvision
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install $(QUIET) --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) install $(QUIET) --python $(BIN)/python -r $(LOCK)
+	$(UV) install $(QUIET) --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(UV) check $(QUIET) --python $(BIN)/python
+	$(BIN)/python -m asd_ganomaly.stack
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the package with its dev extras
+install: $(STAMP)  ## create .venv with the locked versions (requirements.lock) and the package, then check they load
+
+lock: | $(STAMP)  ## regenerate requirements.lock from pyproject.toml (keeps every pin that still satisfies it)
+	$(UV) compile $(QUIET) $(LOCK_ARGS) -o $(LOCK)
+
+lock-check: | $(STAMP)  ## fail when requirements.lock is stale against pyproject.toml
+	@tmp=$$(mktemp); cp $(LOCK) $$tmp; \
+	$(UV) compile $(QUIET) $(LOCK_ARGS) -o $$tmp; \
+	if diff -u $(LOCK) $$tmp; then echo "requirements.lock is up to date"; rm -f $$tmp; \
+	else rm -f $$tmp; echo "requirements.lock is stale against pyproject.toml: run make lock and commit it"; exit 1; fi
 
 $(DEMO_DIR)/.complete: | $(STAMP)
 	$(BIN)/asd-ganomaly synth $(DEMO_DIR) --clips-per-section 32 --test-clips 10 --seconds 10

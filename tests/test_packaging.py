@@ -3,6 +3,7 @@
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,24 @@ def installed(tmp_path_factory) -> Path:
     """A fresh venv holding the package's wheel (no editable link to this checkout); the other packages come
     from the test environment through a path file."""
     work = tmp_path_factory.mktemp("wheel")
-    _sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work / "dist", REPO, cwd=work, timeout=600)
+    build = _sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        work / "dist",
+        REPO,
+        cwd=work,
+        timeout=600,
+    )
+    assert "would be ignored" not in build.stdout + build.stderr, "setuptools warns about undeclared data folders"
     wheel = next((work / "dist").glob("asd_ganomaly-*.whl"))
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    configs = {f"asd_ganomaly/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
+    assert configs and configs <= shipped, f"configs missing from the wheel: {sorted(configs - shipped)}"
     venv = work / "venv"
     _sh(sys.executable, "-m", "venv", venv, cwd=work)
     purelib = Path(

@@ -34,7 +34,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     ("option", "clips"),
     [
-        ("channels_last", 32),
+        ("channels_last", 16),  # clips 16-31 fill the residual bank: their distance to themselves is rounding noise
         # inductor builds C++ kernels: 15-20 s with a warm kernel cache, far more on a fresh machine
         pytest.param("compile_net", 4, marks=pytest.mark.slow),
     ],

@@ -19,7 +19,7 @@ cancel_jobs() {
 stop() {  # stop NAME: SIGTERM to the pid in its pid file, SIGKILL after 15 s
     alive "$1" || return 0
     local pid deadline=$((SECONDS + 15))
-    pid=$(<"$(pid_file "$1")")
+    pid=$(cat "$(pid_file "$1")" 2>/dev/null) || return 0  # it exited since alive() looked
     kill -TERM "$pid" 2>/dev/null || true
     while ((SECONDS < deadline)) && alive "$1"; do
         sleep 0.5

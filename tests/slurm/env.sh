@@ -19,9 +19,8 @@ pid_file() { echo "$SLURM_TEST_DIR/$1.pid"; }
 
 # alive NAME: the daemon started from this folder is running (its pid file names a live process of that name)
 alive() {
-    local file pid
-    file=$(pid_file "$1")
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ -d /proc/$pid ]] && grep -qx "$1" "/proc/$pid/comm" 2>/dev/null
+    local pid
+    # the daemon removes its pid file as it exits: a file gone between two reads is "not alive", not an error
+    pid=$(cat "$(pid_file "$1")" 2>/dev/null) || return 1
+    [[ -n $pid && -d /proc/$pid ]] && grep -qx "$1" "/proc/$pid/comm" 2>/dev/null
 }
