@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .core.errors import UserError
 from .data.dcase import MACHINE_TYPES
-from .errors import UserError
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -42,7 +42,7 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .report import collect_runs, log_report_to_wandb, write_report
+    from .results.report import collect_runs, log_report_to_wandb, write_report
 
     csv_path, md_path = write_report(args.sweep_dirs, args.out)
     text = md_path.read_text()
@@ -56,8 +56,8 @@ def _report(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     import math
 
-    from .outputs import check_output
-    from .scoring import is_listed, load_detector, score_files
+    from .core.files import check_output
+    from .inference.scoring import is_listed, load_detector, score_files
 
     check_output(args.out, [args.ckpt, *args.inputs], picked=is_listed)
     detector = load_detector(args.ckpt, device=args.device)
@@ -81,9 +81,9 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_onnx
-    from .outputs import check_output
-    from .scoring import load_detector
+    from .core.files import check_output
+    from .inference.export import export_onnx
+    from .inference.scoring import load_detector
 
     check_output(args.onnx, [args.ckpt], flag="--onnx")
     path = export_onnx(load_detector(args.ckpt), args.onnx, include_features=args.include_features)

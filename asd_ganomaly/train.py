@@ -9,8 +9,8 @@ Examples::
 Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``, see ``identity.py``) gets
 ``config.yaml``, ``metrics.json``, ``scores.csv``, ``model.ckpt`` (with the decision threshold), plots, and keeps
 ``checkpoints/last.ckpt`` to resume from. The lifecycle lives in Lightning: the model fits its normalisation in
-``on_fit_start``, :class:`~asd_ganomaly.callbacks.ThresholdCalibration` sets the threshold before testing and
-:class:`~asd_ganomaly.callbacks.RunFiles` writes the files at test end.
+``on_fit_start``, :class:`~asd_ganomaly.runs.callbacks.ThresholdCalibration` sets the threshold before testing and
+:class:`~asd_ganomaly.runs.callbacks.RunFiles` writes the files at test end.
 """
 
 from __future__ import annotations
@@ -29,22 +29,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from . import console
-from .callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .checks import check_data, discard_unused_run_dir, validate_config
+from .core.errors import UserError
 from .data.dcase import section_key
-from .errors import UserError
-from .identity import (
-    RunConfigMismatchError,
-    config_hash,
-    flatten_config,
-    identity_config,
-    register_resolvers,
-    run_id,
-    varied_overrides,
-)
-from .resume import SIGTERM_EXIT_CODE, resume_checkpoint
-from .runs import (
+from .runs import console
+from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
+from .runs.checks import check_data, discard_unused_run_dir, validate_config
+from .runs.files import (
     METRICS_FILE,
     check_output_dir,
     check_run_config,
@@ -54,7 +44,17 @@ from .runs import (
     write_json_atomic,
     write_run_config,
 )
-from .tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
+from .runs.identity import (
+    RunConfigMismatchError,
+    config_hash,
+    flatten_config,
+    identity_config,
+    register_resolvers,
+    run_id,
+    varied_overrides,
+)
+from .runs.resume import SIGTERM_EXIT_CODE, resume_checkpoint
+from .runs.tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
 
 log = logging.getLogger(__name__)
 register_resolvers()

@@ -19,7 +19,7 @@ from diag_lib import floor_scores, load_features, section_metrics, summary
 
 from asd_ganomaly.data.dcase import list_clips
 from asd_ganomaly.data.synth import ANOMALIES, anomaly_kind
-from asd_ganomaly.metrics import auc_pauc
+from asd_ganomaly.evaluation.metrics import auc_pauc
 
 
 def clip_kinds(root: str, machine: str, section: int, seed: int) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from diag_lib import build, extra_scores, load_features, score_all
 
-from asd_ganomaly.metrics import auc_pauc
+from asd_ganomaly.evaluation.metrics import auc_pauc
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES, list_clips
 from asd_ganomaly.data.features import FeatureConfig
-from asd_ganomaly.metrics import auc_pauc, harmonic_mean
+from asd_ganomaly.evaluation.metrics import auc_pauc, harmonic_mean
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SECTIONS = [(m, s) for m in MACHINE_TYPES for s in (0, 1, 2)]

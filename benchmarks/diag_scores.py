@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from asd_ganomaly.metrics import auc_pauc, harmonic_mean
+from asd_ganomaly.evaluation.metrics import auc_pauc, harmonic_mean
 
 COLUMNS = ("score_latent", "score_rec", "score_disc", "score_residual_knn", "score_fused")
 

@@ -39,8 +39,8 @@ from statistics import mean, stdev
 from hydra import compose, initialize_config_dir
 
 from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES
-from asd_ganomaly.metrics import harmonic_mean, official_score
-from asd_ganomaly.score_tables import SCORE_NAMES, official_interval
+from asd_ganomaly.evaluation.metrics import harmonic_mean, official_score
+from asd_ganomaly.results.tables import SCORE_NAMES, official_interval
 from asd_ganomaly.train import CONF_DIR
 
 MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from asd_ganomaly.bootstrap import auc_pauc_intervals, official_score_interval, roc_auc
-from asd_ganomaly.metrics import auc_pauc
+from asd_ganomaly.evaluation.bootstrap import auc_pauc_intervals, official_score_interval, roc_auc
+from asd_ganomaly.evaluation.metrics import auc_pauc
 
 LABELS = np.r_[np.zeros(30), np.ones(30)].astype(int)
 

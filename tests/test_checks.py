@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from asd_ganomaly.checks import ConfigError, check_data, discard_unused_run_dir, validate_config
+from asd_ganomaly.core.errors import UserError
 from asd_ganomaly.data.audio import AudioError
 from asd_ganomaly.data.dcase import DatasetError, list_clips
-from asd_ganomaly.errors import UserError
+from asd_ganomaly.runs.checks import ConfigError, check_data, discard_unused_run_dir, validate_config
 from asd_ganomaly.train import CONF_DIR
 
 

@@ -4,7 +4,7 @@ import torch
 
 from asd_ganomaly.data.features import FeatureConfig, LogMel
 from asd_ganomaly.data.synth import synthesize_clip
-from asd_ganomaly.export import ConvLogMel
+from asd_ganomaly.inference.export import ConvLogMel
 
 
 def test_conv_logmel_matches_the_package_features():

@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf.errors import InterpolationResolutionError
 
-from asd_ganomaly.metrics import harmonic_mean
+from asd_ganomaly.evaluation.metrics import harmonic_mean
 from asd_ganomaly.train import compose_config
 
 SMALL = [o for o in SMALL_RUN if not o.startswith("model=")] + ["trainer.max_epochs=1", "logger=csv", "plots=false"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_ganomaly.metrics import auc_pauc, decision_metrics, harmonic_mean, official_score
+from asd_ganomaly.evaluation.metrics import auc_pauc, decision_metrics, harmonic_mean, official_score
 
 
 def test_pauc_equals_scikit_learn():

@@ -14,11 +14,11 @@ import torch
 from conftest import CSV_ONLY, cli_args, run_cli, train_args
 
 from asd_ganomaly.data.datamodule import SectionDataModule
-from asd_ganomaly.export import export_onnx
-from asd_ganomaly.metrics import official_score
+from asd_ganomaly.evaluation.metrics import official_score
+from asd_ganomaly.inference.export import export_onnx
+from asd_ganomaly.inference.scoring import load_detector, score_files
 from asd_ganomaly.models.lit_mobilenet import MobileNetV2Module
 from asd_ganomaly.models.mobilenet import SectionClassifier, log_odds_against
-from asd_ganomaly.scoring import load_detector, score_files
 
 FEATURES = {"seconds": 2.0, "frames": 56}
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from asd_ganomaly.outputs import OutputError, atomic_output, check_output
-from asd_ganomaly.report import collect_runs, write_report
-from asd_ganomaly.scoring import is_listed
+from asd_ganomaly.core.files import OutputError, atomic_output, check_output
+from asd_ganomaly.inference.scoring import is_listed
+from asd_ganomaly.results.report import collect_runs, write_report
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from test_model import compose_config
 
-from asd_ganomaly.metrics import official_score
+from asd_ganomaly.evaluation.metrics import official_score
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 spec = importlib.util.spec_from_file_location("quality", SCRIPT)

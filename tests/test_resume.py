@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from asd_ganomaly.resume import resume_checkpoint
+from asd_ganomaly.runs.resume import resume_checkpoint
 
 
 def test_resume_prefers_a_complete_last_checkpoint(tmp_path):

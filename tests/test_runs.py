@@ -2,7 +2,7 @@
 
 import pytest
 
-from asd_ganomaly.runs import check_output_dir
+from asd_ganomaly.runs.files import check_output_dir
 
 
 def test_unwritable_or_full_output_is_refused_before_training(tmp_path):

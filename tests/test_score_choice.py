@@ -13,11 +13,11 @@ from test_model import compose_config
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
-from asd_ganomaly.export import export_onnx
+from asd_ganomaly.inference.export import export_onnx
+from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
-from asd_ganomaly.report import write_report
-from asd_ganomaly.runs import read_metrics
-from asd_ganomaly.scoring import load_detector
+from asd_ganomaly.results.report import write_report
+from asd_ganomaly.runs.files import read_metrics
 
 
 def small_detector(score: str):

@@ -13,8 +13,8 @@ from conftest import CSV_ONLY, cli_args, find_run, real_machine_layout, run_cli,
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
-from asd_ganomaly.export import export_onnx
-from asd_ganomaly.scoring import CheckpointError, load_detector, score_files
+from asd_ganomaly.inference.export import export_onnx
+from asd_ganomaly.inference.scoring import CheckpointError, load_detector, score_files
 
 
 def read_csv(path):

@@ -7,7 +7,7 @@ import pytest
 from conftest import CSV_ONLY, cli_args, read_wandb_run, run_cli, train_args
 from scipy import stats
 
-from asd_ganomaly.report import collect_runs, summarise, write_report
+from asd_ganomaly.results.report import collect_runs, summarise, write_report
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_unfinished_run_shows_as_missing_with_what_its_saved_config_says(tmp_pat
 @pytest.mark.slow
 def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
     sweep_dir, _ = sweep
-    from asd_ganomaly.report import log_report_to_wandb
+    from asd_ganomaly.results.report import log_report_to_wandb
 
     copy = tmp_path / "sweep"
     import shutil

@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 MIN_RATE, MAX_RATE = 1_000, 384_000
 _STREAMING_SIZES = (0, 0xFFFFFFFF)  # data sizes of headers written before the length was known

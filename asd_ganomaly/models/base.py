@@ -9,11 +9,11 @@ from collections.abc import Iterable
 import lightning as L
 import torch
 
-from ..bootstrap import domain_ranking_metrics
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..metrics import decision_metrics, flatten_metrics, gamma_threshold, section_results
-from ..runs import SCORE_KEYS
+from ..evaluation.bootstrap import domain_ranking_metrics
+from ..evaluation.metrics import decision_metrics, flatten_metrics, gamma_threshold, section_results
+from .scores import SCORE_KEYS
 
 log = logging.getLogger(__name__)
 

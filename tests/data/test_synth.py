@@ -8,7 +8,7 @@ import torch
 from asd_ganomaly.data.dcase import list_clips, parse_clip_name
 from asd_ganomaly.data.features import FeatureConfig, LogMel
 from asd_ganomaly.data.synth import synthesize_clip, write_synthetic_dataset
-from asd_ganomaly.metrics import auc_pauc
+from asd_ganomaly.evaluation.metrics import auc_pauc
 
 
 def test_layout_counts_and_names(tmp_path):

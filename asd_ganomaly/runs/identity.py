@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from .data.dcase import sweep_sections
-from .errors import UserError
+from ..core.errors import UserError
+from ..data.dcase import sweep_sections
 
 RUN_CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.txt"

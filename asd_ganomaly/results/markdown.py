@@ -3,10 +3,10 @@ official score with its interval, failed runs, and the config keys that differ b
 
 from __future__ import annotations
 
-from .data.synth import is_synthetic
-from .identity import flatten_config
-from .metrics import harmonic_mean
-from .score_tables import score_choice_lines
+from ..data.synth import is_synthetic
+from ..evaluation.metrics import harmonic_mean
+from ..runs.identity import flatten_config
+from .tables import score_choice_lines
 
 
 def _fmt(value: object) -> str:

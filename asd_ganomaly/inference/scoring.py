@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.audio import AudioError, read_ahead, read_wav
-from .data.dcase import DatasetError, parse_clip_name
-from .errors import UserError
-from .models.base import AnomalyDetector
-from .outputs import atomic_output, check_output
+from ..core.errors import UserError
+from ..core.files import atomic_output, check_output
+from ..data.audio import AudioError, read_ahead, read_wav
+from ..data.dcase import DatasetError, parse_clip_name
+from ..models.base import AnomalyDetector
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def score_files(
     read in a thread pool one batch ahead of the model, so at most two batches of audio are in memory. Rows go
     to a temporary file renamed to ``out_csv`` at the end: an interrupted run leaves the previous ``out_csv`` as
     it was. An ``out_csv`` that is one of the inputs, or a WAV name inside an input folder, is refused
-    (:class:`~asd_ganomaly.outputs.OutputError`).
+    (:class:`~asd_ganomaly.core.files.OutputError`).
 
     Returns the counts ``scored``, ``failed`` and ``anomalies``.
     """

@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 from torchmetrics.functional.classification import binary_auroc, binary_f1_score, binary_precision, binary_recall
 
-from .data.dcase import DOMAINS
+from ..data.dcase import DOMAINS
 
 MAX_FPR = 0.1
 EPS = 1e-8

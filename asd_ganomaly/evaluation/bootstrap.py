@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .data.dcase import DOMAINS
+from ..data.dcase import DOMAINS
 from .metrics import MAX_FPR, auc_pauc, harmonic_mean, official_score
 
 N_RESAMPLES = 1000

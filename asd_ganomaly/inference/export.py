@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.features import LogMel
-from .models.base import AnomalyDetector
-from .outputs import atomic_output
+from ..core.files import atomic_output
+from ..data.features import LogMel
+from ..models.base import AnomalyDetector
 
 
 class ConvLogMel(nn.Module):

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .runs import METRICS_FILE, SCORES_FILE, run_record, write_json_atomic, write_scores
+from .files import METRICS_FILE, SCORES_FILE, run_record, write_json_atomic, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class RunFiles(Callback):
         write_json_atomic(self.out / METRICS_FILE, record)
 
     def _plots(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from . import plots
+        from ..evaluation import plots
 
         paths = [
             plots.plot_roc(self.out / SCORES_FILE, self.out / "roc.png"),

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .data.dcase import ALL_SECTIONS, DOMAINS
-from .metrics import harmonic_mean, official_score
-from .outputs import OutputError, atomic_output, check_output
+from ..core.files import OutputError, atomic_output, check_output
+from ..data.dcase import ALL_SECTIONS, DOMAINS
+from ..evaluation.metrics import harmonic_mean, official_score
+from ..runs.files import METRICS_FILE
+from .markdown import to_markdown
 from .reference import ae_baseline_hmean, report_auc
-from .results_markdown import to_markdown
-from .runs import METRICS_FILE
-from .score_tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns
+from .tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns
 
 log = logging.getLogger(__name__)
 _ABSENT = object()  # a run folder without metrics.json
@@ -236,7 +236,7 @@ def log_report_to_wandb(sweep_dir: str | Path, rows: list[dict], project: str, g
     go below ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
     import wandb
 
-    from .tracking import resolve_wandb_offline
+    from ..runs.tracking import resolve_wandb_offline
 
     group = group or Path(sweep_dir).name
     mode = "offline" if resolve_wandb_offline("auto") else "online"

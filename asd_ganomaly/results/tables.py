@@ -1,4 +1,4 @@
-"""The report's figures per score choice and its bootstrap intervals (used by :mod:`asd_ganomaly.report`).
+"""The report's figures per score choice and its bootstrap intervals (used by :mod:`asd_ganomaly.results.report`).
 
 Each run's metrics.json carries, under ``scores``, AUC and pAUC of every score its model computes (``latent``,
 ``reconstruction``, ``discriminator``, ``residual_knn``, ``knn``, ``fused``) beside the chosen one, and per domain a
@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .bootstrap import official_score_interval
-from .runs import SCORE_KEYS, SCORES_FILE
+from ..evaluation.bootstrap import official_score_interval
+from ..models.scores import SCORE_KEYS
+from ..runs.files import SCORES_FILE
 
 SCORE_NAMES = tuple(name for name in SCORE_KEYS if name != "default")
 INTERVAL_COLUMNS = ("auc_low", "auc_high", "pauc_low", "pauc_high")

@@ -1,7 +1,7 @@
 """Checks made before any work: the configuration's values, then the data a run will read.
 
 :func:`validate_config` and :func:`check_data` (called in that order by ``train()``) raise a
-:class:`~asd_ganomaly.errors.UserError` (``ConfigError``, ``DatasetError`` or ``AudioError``) whose one-line
+:class:`~asd_ganomaly.core.errors.UserError` (``ConfigError``, ``DatasetError`` or ``AudioError``) whose one-line
 message says what to change, before W&B starts, a run folder is written or an epoch is trained.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .data.audio import AudioError, check_header
-from .data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
-from .errors import UserError
+from ..core.errors import UserError
+from ..data.audio import AudioError, check_header
+from ..data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
 
 log = logging.getLogger(__name__)
 _ABSENT = object()

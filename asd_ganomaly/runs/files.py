@@ -11,23 +11,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .data.dcase import DOMAINS, ClipInfo, section_key
+from ..data.dcase import DOMAINS, ClipInfo, section_key
+from ..models.scores import SCORE_COLUMNS
 from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, config_differences
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
-SCORE_KEYS = {
-    "latent": "score_latent",
-    "reconstruction": "score_rec",
-    "discriminator": "score_disc",
-    "residual_knn": "score_residual_knn",
-    "knn": "score_knn",
-    "fused": "score_fused",
-    "default": "score",
-}
-"""Score choices (``model.score``) and the stable key of each in score dicts and scores.csv."""
-SCORE_COLUMNS = tuple(key for key in SCORE_KEYS.values() if key != "score")
-"""The per-score columns of scores.csv, beside ``score`` (the chosen one)."""
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

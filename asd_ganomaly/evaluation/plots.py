@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import binary_roc
 
-from .data.dcase import DOMAINS
+from ..data.dcase import DOMAINS
 from .metrics import auc_pauc, score_ranks
 
 
