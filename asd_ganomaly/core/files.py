@@ -58,12 +58,25 @@ def check_output(
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is deleted."""
+    """Yield a temporary path beside ``path``; on success it is flushed to disk and renamed to ``path``, on any
+    error it is deleted. The one way the package writes a file a reader may open: no reader, and no crash or full
+    disk, ever leaves a partial file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        _fsync(tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file's data to the disk (a rename alone may land before the data does)."""
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

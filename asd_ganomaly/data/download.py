@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from ..core.files import atomic_output
 from .dcase import MACHINE_TYPES
 from .zenodo import ZENODO_API, DownloadError, fetch, record_files
 
@@ -120,9 +121,8 @@ def download(
         md5 = fetch(file, archive, timeout, retries, progress)
         unpack(archive, root, kind, machine)
         marker = folders[machine] / f".complete-{kind}"
-        staged = marker.with_name(marker.name + ".tmp")
-        staged.write_text(md5 + "\n")
-        staged.replace(marker)  # written last, in one step
+        with atomic_output(marker) as staged:  # written last, in one step
+            staged.write_text(md5 + "\n")
         if not keep_archives:
             archive.unlink()
     return [folders[m] for m in machines]

@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..core.files import atomic_output
 from .features import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,5 @@ def _file_stats(wavs: Sequence[Path]) -> list[list[int]]:
 
 def _save_atomically(payload: dict, entry: Path) -> None:
     """``torch.save`` to a temporary file beside ``entry``, then rename it into place."""
-    tmp = entry.with_suffix(f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    tmp.replace(entry)
+    with atomic_output(entry) as tmp:
+        torch.save(payload, tmp)

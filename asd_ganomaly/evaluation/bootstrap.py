@@ -17,30 +17,11 @@ import torch
 from scipy import stats
 
 from ..data.dcase import DOMAINS
-from .metrics import MAX_FPR, auc_pauc, harmonic_mean, official_score
+from .metrics import MAX_FPR, auc_pauc, harmonic_mean, official_score, roc_auc
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 SEED = 0
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray, max_fpr: float | None = None) -> float:
-    """AUC, or the McClish-standardised partial AUC up to ``max_fpr``, as scikit-learn's ``roc_auc_score``
-    computes them (ties handled as one ROC step), in plain numpy: fast enough to call a thousand times."""
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    tps = np.cumsum(labels)[last_of_tie]
-    fps = last_of_tie + 1 - tps
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    if max_fpr is None:
-        return float(np.trapezoid(tpr, fpr))
-    stop = int(np.searchsorted(fpr, max_fpr, side="right"))
-    tpr_end = np.interp(max_fpr, fpr[stop - 1 : stop + 1], tpr[stop - 1 : stop + 1])
-    partial = float(np.trapezoid(np.r_[tpr[:stop], tpr_end], np.r_[fpr[:stop], max_fpr]))
-    low, high = 0.5 * max_fpr**2, max_fpr
-    return 0.5 * (1 + (partial - low) / (high - low))
 
 
 def _two_sample(normal: np.ndarray, anomaly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

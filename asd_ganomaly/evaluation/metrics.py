@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 from scipy import stats
-from torchmetrics.functional.classification import binary_auroc, binary_f1_score, binary_precision, binary_recall
+from torchmetrics.functional.classification import binary_f1_score, binary_precision, binary_recall
 
 from ..data.dcase import DOMAINS
 
@@ -21,14 +21,30 @@ EPS = 1e-8
 
 def auc_pauc(scores: torch.Tensor, labels: torch.Tensor, max_fpr: float = MAX_FPR) -> tuple[float, float]:
     """Return (AUC, standardised pAUC) of anomaly scores against 0/1 labels (1 = anomaly)."""
-    scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
-    labels = torch.as_tensor(labels).long().flatten()
-    if labels.unique().numel() != 2:
+    scores = torch.as_tensor(scores, dtype=torch.float64).detach().flatten().cpu().numpy()
+    labels = torch.as_tensor(labels).long().detach().flatten().cpu().numpy()
+    if np.unique(labels).size != 2:
         raise ValueError("AUC needs both normal (0) and anomaly (1) labels")
-    ranks = score_ranks(scores)
-    auc = binary_auroc(ranks, labels).item()
-    pauc = binary_auroc(ranks, labels, max_fpr=max_fpr).item()
-    return auc, pauc
+    return roc_auc(scores, labels), roc_auc(scores, labels, max_fpr)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray, max_fpr: float | None = None) -> float:
+    """AUC, or the McClish-standardised partial AUC up to ``max_fpr``, as scikit-learn's ``roc_auc_score``
+    computes them (ties handled as one ROC step), in plain numpy: fast enough to call a thousand times."""
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(labels)[last_of_tie]
+    fps = last_of_tie + 1 - tps
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    if max_fpr is None:
+        return float(np.trapezoid(tpr, fpr))
+    stop = int(np.searchsorted(fpr, max_fpr, side="right"))
+    tpr_end = np.interp(max_fpr, fpr[stop - 1 : stop + 1], tpr[stop - 1 : stop + 1])
+    partial = float(np.trapezoid(np.r_[tpr[:stop], tpr_end], np.r_[fpr[:stop], max_fpr]))
+    low, high = 0.5 * max_fpr**2, max_fpr
+    return 0.5 * (1 + (partial - low) / (high - low))
 
 
 def score_ranks(scores: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ Figures are built with ``matplotlib.figure.Figure`` (Agg canvas), so nothing tou
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +12,10 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import binary_roc
 
-from ..data.dcase import DOMAINS
 from .metrics import auc_pauc, score_ranks
 
-
-def read_scores(scores_csv: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per domain: ``score`` and ``label`` arrays from a run's scores.csv."""
-    with open(scores_csv) as handle:
-        rows = list(csv.DictReader(handle))
-    out = {}
-    for domain in DOMAINS:
-        chosen = [r for r in rows if r["domain"] == domain]
-        if chosen:
-            out[domain] = {
-                "score": np.array([float(r["score"]) for r in chosen]),
-                "label": np.array([int(r["label"]) for r in chosen]),
-            }
-    return out
+DomainScores = dict[str, tuple[list[float], list[int]]]
+"""Per domain: the scores and the 0/1 labels of its test clips."""
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +34,18 @@ def _save(figure: Figure, out: str | Path) -> Path:
     return out
 
 
-def plot_roc(scores_csv: str | Path, out: str | Path) -> Path:
-    """ROC curve per domain with AUC and pAUC in the legend; the pAUC range (FPR <= 0.1) is shaded."""
+def _arrays(by_domain: DomainScores) -> dict[str, dict[str, np.ndarray]]:
+    return {
+        d: {"score": np.asarray(s, dtype=float), "label": np.asarray(y, dtype=int)} for d, (s, y) in by_domain.items()
+    }
+
+
+def plot_roc(by_domain: DomainScores, out: str | Path) -> Path:
+    """ROC curve per domain (scores and labels per domain) with AUC and pAUC in the legend; the pAUC range
+    (FPR <= 0.1) is shaded."""
     figure = Figure(figsize=(4.5, 4.5))
     axes = figure.add_subplot()
-    for domain, data in read_scores(scores_csv).items():
+    for domain, data in _arrays(by_domain).items():
         fpr, tpr = roc_curve(data["score"], data["label"])
         auc, pauc = auc_pauc(data["score"], data["label"])
         axes.plot(fpr, tpr, label=f"{domain}: AUC {auc:.3f}, pAUC {pauc:.3f}")
@@ -63,9 +56,9 @@ def plot_roc(scores_csv: str | Path, out: str | Path) -> Path:
     return _save(figure, out)
 
 
-def plot_score_histogram(scores_csv: str | Path, out: str | Path) -> Path:
-    """Histograms of normal and anomaly scores, one panel per domain."""
-    data = read_scores(scores_csv)
+def plot_score_histogram(by_domain: DomainScores, out: str | Path) -> Path:
+    """Histograms of normal and anomaly scores, one panel per domain (scores and labels per domain)."""
+    data = _arrays(by_domain)
     figure = Figure(figsize=(4.5 * len(data), 3.5))
     for i, (domain, values) in enumerate(data.items()):
         axes = figure.add_subplot(1, len(data), i + 1)

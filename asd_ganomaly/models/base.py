@@ -9,10 +9,9 @@ from collections.abc import Iterable
 import lightning as L
 import torch
 
-from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
-from ..evaluation.bootstrap import domain_ranking_metrics
-from ..evaluation.metrics import decision_metrics, flatten_metrics, gamma_threshold, section_results
+from ..evaluation.metrics import flatten_metrics, gamma_threshold
+from ..evaluation.summary import domain_results, run_results
 from .scores import SCORE_KEYS
 
 log = logging.getLogger(__name__)
@@ -195,7 +194,7 @@ class AnomalyDetector(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log val/<domain>/auc and pauc (test labels: optimistic selection)."""
-        self.log_dict(flatten_metrics("val", self._domain_metrics(self._gather())))
+        self.log_dict(flatten_metrics("val", domain_results(self._gather(), self.threshold.cpu(), self.score_keys())))
 
     def _gather(self) -> dict[str, torch.Tensor]:
         outputs, self._outputs = self._outputs, []
@@ -204,28 +203,16 @@ class AnomalyDetector(L.LightningModule):
     def _results(self, scores: dict[str, torch.Tensor]) -> dict:
         """Per domain, or per section and domain when the DataModule holds every section (``section`` None)."""
         datamodule = getattr(self._trainer, "datamodule", None)
-        if "section" in scores and datamodule is not None and getattr(datamodule, "section", 0) is None:
-            return section_results(scores, lambda chosen: self._domain_metrics(chosen, intervals=True))
-        return self._domain_metrics(scores, intervals=True)
+        per_section = datamodule is not None and getattr(datamodule, "section", 0) is None
+        return run_results(scores, self.threshold.cpu(), self.score_keys(), per_section)
 
     def score_names(self) -> list[str]:
         """The score choices whose metrics are reported: the components, and ``fused`` when there are several."""
         return [*self.components, "fused"] if len(self.components) > 1 else list(self.components)
 
-    def _domain_metrics(self, scores: dict[str, torch.Tensor], intervals: bool = False) -> dict:
-        """Per domain AUC, pAUC (with 95 % bootstrap intervals when ``intervals``) and decision metrics of the
-        chosen score, their harmonic means, and under ``scores`` the same AUC/pAUC figures of every choice."""
-        results = domain_ranking_metrics(scores["score"], scores, intervals)
-        decisions = scores["score"] > self.threshold.cpu()
-        if torch.isfinite(self.threshold):
-            for code, domain in enumerate(DOMAINS):
-                if domain in results:
-                    mask = scores["domain"] == code
-                    results[domain] |= decision_metrics(decisions[mask], scores["label"][mask])
-        results["scores"] = {
-            name: domain_ranking_metrics(scores[SCORE_KEYS[name]], scores, intervals) for name in self.score_names()
-        }
-        return results
+    def score_keys(self) -> dict[str, str]:
+        """Each reported score choice and its key in the score dicts."""
+        return {name: SCORE_KEYS[name] for name in self.score_names()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the model config and feature parameters, so a checkpoint alone can score new clips."""

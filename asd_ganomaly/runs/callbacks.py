@@ -10,7 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .files import METRICS_FILE, SCORES_FILE, run_record, write_json_atomic, write_scores
+from ..core.files import atomic_output
+from .files import METRICS_FILE, SCORES_FILE, read_scores, run_record, scores_by_domain, write_json_atomic, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,8 @@ class InterruptCheckpoint(Callback):
             return
         if trainer.state.fn != "fit":
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        tmp.replace(self.path)
+        with atomic_output(self.path) as tmp:
+            trainer.save_checkpoint(tmp, weights_only=False)
         log.warning(
             "interrupted at epoch %d, global step %d: checkpoint saved to %s; run the same command to resume",
             trainer.current_epoch,
@@ -72,7 +71,8 @@ class RunFiles(Callback):
         datamodule = trainer.datamodule
         threshold = pl_module.threshold.item()
         write_scores(self.out / SCORES_FILE, datamodule.test_clips, pl_module.test_scores, threshold)
-        trainer.save_checkpoint(self.out / "model.ckpt", weights_only=False)
+        with atomic_output(self.out / "model.ckpt") as tmp:
+            trainer.save_checkpoint(tmp, weights_only=False)
         if self.plots:
             self._plots(trainer, pl_module)
         record = run_record(self.info, results=pl_module.test_results, logged=pl_module.test_metrics)
@@ -81,9 +81,10 @@ class RunFiles(Callback):
     def _plots(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from ..evaluation import plots
 
+        by_domain = scores_by_domain(read_scores(self.out / SCORES_FILE))
         paths = [
-            plots.plot_roc(self.out / SCORES_FILE, self.out / "roc.png"),
-            plots.plot_score_histogram(self.out / SCORES_FILE, self.out / "score_histogram.png"),
+            plots.plot_roc(by_domain, self.out / "roc.png"),
+            plots.plot_score_histogram(by_domain, self.out / "score_histogram.png"),
         ]
         if hasattr(pl_module, "reconstruct"):
             clips, features = trainer.datamodule.test_clips, trainer.datamodule.test_features

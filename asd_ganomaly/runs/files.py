@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from ..core.files import atomic_output
 from ..data.dcase import DOMAINS, ClipInfo, section_key
 from ..models.scores import SCORE_COLUMNS
 from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, config_differences
@@ -21,9 +22,8 @@ SCORES_FILE = "scores.csv"
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
 
 
 def read_metrics(run_dir: Path) -> dict | None:
@@ -65,7 +65,7 @@ def run_record(info: dict, results: dict | None = None, logged: dict | None = No
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
     """Per test clip: path, section, domain, label (1 = anomaly), every score and the 0/1 decision."""
     names = [key for key in ("score", *SCORE_COLUMNS) if key in scores]
-    with open(path, "w", newline="") as handle:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "section", "domain", "label", *names, "decision"])
         for row, i in enumerate(scores["index"].tolist()):
@@ -73,6 +73,35 @@ def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tens
             values = [f"{scores[key][row].item():.8g}" for key in names]
             decision = int(scores["score"][row].item() > threshold)
             writer.writerow([str(clip.path), clip.section, clip.domain, int(clip.is_anomaly), *values, decision])
+
+
+def read_scores(path: Path) -> list[dict]:
+    """The rows of a scores.csv as :func:`write_scores` writes them: ``label`` and ``decision`` as ints, every
+    score column as a float, ``section`` and ``domain`` as written."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ("label", "decision"):
+            row[key] = int(row[key])
+        for key in ("score", *SCORE_COLUMNS):
+            if key in row:
+                row[key] = float(row[key])
+    return rows
+
+
+def scores_by_domain(rows: list[dict], section: object = None) -> dict[str, tuple[list[float], list[int]]]:
+    """Per domain present (in DOMAINS order): the chosen scores and the labels, of one section or of all (None; a file
+    without a section column holds one section)."""
+    out = {}
+    for domain in DOMAINS:
+        chosen = [
+            r
+            for r in rows
+            if r["domain"] == domain and (section is None or str(r.get("section", section)) == str(section))
+        ]
+        if chosen:
+            out[domain] = ([r["score"] for r in chosen], [r["label"] for r in chosen])
+    return out
 
 
 def check_output_dir(path: Path, min_free_gb: float) -> None:
@@ -108,7 +137,6 @@ def write_run_config(path: Path, identity: dict, overrides: list[str]) -> None:
     """The run's identity as ``config.yaml`` and the command line's overrides as ``overrides.txt``."""
     path.mkdir(parents=True, exist_ok=True)
     stored_path = Path(path) / RUN_CONFIG_FILE
-    tmp = stored_path.with_suffix(".tmp")
-    OmegaConf.save(OmegaConf.create(identity), tmp)
-    tmp.replace(stored_path)
+    with atomic_output(stored_path) as tmp:
+        OmegaConf.save(OmegaConf.create(identity), tmp)
     (Path(path) / OVERRIDES_FILE).write_text("".join(f"{line}\n" for line in overrides))
