@@ -145,3 +145,17 @@ def test_real_clips_end_to_end(realdata, tmp_path):
     rows = read_csv(out)
     assert [r["path"] for r in rows] == [str(p) for p in rest]
     assert all(r["status"] == "ok" and np.isfinite(float(r["score"])) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_training_state_checkpoint_is_refused_naming_the_runs_model_ckpt(run, tmp_path):
+    (training,) = [p for p in (run / "checkpoints").glob("epoch*.ckpt") if not p.is_symlink()]
+    with pytest.raises(CheckpointError, match="training-state checkpoint") as refused:
+        load_detector(training)
+    assert str(run / "model.ckpt") in str(refused.value)
+    assert load_detector(run / "model.ckpt").threshold.isfinite()
+    wav = read_csv(run / "scores.csv")[0]["path"]
+    args = ["asd_ganomaly.cli", "score", "--ckpt", str(training), "--out", str(tmp_path / "s.csv"), wav]
+    result = run_cli(args, tmp_path, check=False)
+    assert result.returncode == 1 and "training-state checkpoint" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "s.csv").exists()

@@ -72,6 +72,13 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Anoma
     entry = checkpoint.get("asd_ganomaly") if isinstance(checkpoint, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("model_config"), dict):
         raise CheckpointError(f"{path} is not a checkpoint of asd-ganomaly (no asd_ganomaly model config inside)")
+    if entry.get("stage") == "fit":
+        trained = path.parent.parent / "model.ckpt" if path.parent.name == "checkpoints" else None
+        where = f"; this run's is {trained}" if trained is not None and trained.is_file() else ""
+        raise CheckpointError(
+            f"{path} is a training-state checkpoint (written during training, before the threshold and the score's "
+            f"memory are fitted): score with a run's model.ckpt{where}"
+        )
     if not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is a checkpoint of asd-ganomaly without weights (no state_dict)")
 

@@ -215,9 +215,13 @@ class AnomalyDetector(L.LightningModule):
         return {name: SCORE_KEYS[name] for name in self.score_names()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the model config and feature parameters, so a checkpoint alone can score new clips."""
+        """Store the model config and feature parameters, so a checkpoint alone can score new clips, and the stage
+        it was written in: ``fit`` for training-state checkpoints (no threshold or score memory fitted yet),
+        ``test`` for a run's ``model.ckpt``."""
+        trainer = self._trainer
         checkpoint["asd_ganomaly"] = {
             "model_config": self.model_config,
             "features": self.feature_config.as_dict(),
             "name": self.name,
+            "stage": trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None,
         }
