@@ -89,9 +89,26 @@ def test_upper_case_wav_is_a_clip_and_foreign_files_are_counted(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         train, test = check_data(data_cfg(tmp_path))
     assert len(train) == 3 and [c.label for c in test] == ["anomaly", "normal"]
-    assert (
-        "3 files ignored in" in caplog.text and "not DCASE clip names: b.WAV, notes.txt, recording 1.wav" in caplog.text
-    )
+    assert "3 entries skipped in" in caplog.text
+    assert "b.WAV (not a DCASE clip name), notes.txt (not a DCASE clip name), recording 1.wav" in caplog.text
+
+
+def test_clip_named_links_and_folders_that_are_no_clips_are_skipped_by_name_and_reason(tmp_path, caplog):
+    machine = section(tmp_path)
+    train = machine / "train"
+    (train / "section_00_source_train_normal_0097.wav").symlink_to(tmp_path / "gone.wav")  # broken
+    (train / "section_00_source_train_normal_0098.wav").symlink_to(train / "section_00_source_train_normal_0098.wav")
+    (train / "section_00_source_train_normal_0099.wav").mkdir()
+    wav(tmp_path / "elsewhere.wav")
+    (train / "section_00_source_train_normal_0096.wav").symlink_to(tmp_path / "elsewhere.wav")  # a good link
+    with caplog.at_level(logging.WARNING):
+        clips, _ = check_data(data_cfg(tmp_path))
+    names = {c.path.name for c in clips}
+    assert "section_00_source_train_normal_0096.wav" in names
+    assert not {f"section_00_source_train_normal_00{i}.wav" for i in (97, 98, 99)} & names
+    assert "3 entries skipped in" in caplog.text
+    for number, reason in ((97, "broken link"), (98, "link loop"), (99, "a directory")):
+        assert f"section_00_source_train_normal_00{number}.wav ({reason})" in caplog.text
 
 
 def test_a_test_domain_without_anomalies_is_found_before_training(tmp_path):

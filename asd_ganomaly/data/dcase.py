@@ -10,8 +10,11 @@ Layouts accepted under a data root (the folder that holds the machine-type folde
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,21 +185,43 @@ def list_clips(root: str | Path, machine_type: str, section: int | None, split: 
 
 
 def _scan(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
-    """The clips of ``folder`` (``.wav`` in any case), sorted by path; files with other names are skipped, as
-    the official tools do, and counted in the log (once per folder and count)."""
-    clips, ignored = [], []
+    """The clips of ``folder`` (``.wav`` in any case), sorted by path. Every other entry but hidden ones is
+    skipped, as the official tools do, and named in the log with the reason (once per folder and count): not a
+    DCASE clip name, a broken link, a link loop, a directory, an unreadable file."""
+    clips, skipped = [], []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
             continue
-        try:
-            clips.append(parse_clip_name(path, machine_type=machine_type, split=split))
-        except DatasetError:
-            ignored.append(path.name)
-    if ignored and (folder, len(ignored)) not in _reported_ignored:
-        _reported_ignored.add((folder, len(ignored)))
-        shown = ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
-        log.warning("%d files ignored in %s: not DCASE clip names: %s", len(ignored), folder, shown)
+        reason = _unusable(path)
+        if reason is None:
+            try:
+                clips.append(parse_clip_name(path, machine_type=machine_type, split=split))
+                continue
+            except DatasetError:
+                reason = "not a DCASE clip name"
+        skipped.append(f"{path.name} ({reason})")
+    if skipped and (folder, len(skipped)) not in _reported_ignored:
+        _reported_ignored.add((folder, len(skipped)))
+        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        log.warning("%d entries skipped in %s: %s", len(skipped), folder, shown)
     return clips
+
+
+def _unusable(path: Path) -> str | None:
+    """Why a folder entry cannot be a clip file (None when it is a readable regular file or a link to one)."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "link loop"
+        return "broken link" if path.is_symlink() else f"unreadable: {error.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "unreadable"
+    return None
 
 
 def check_test_labels(clips: list[ClipInfo]) -> None:
