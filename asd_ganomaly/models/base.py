@@ -4,17 +4,23 @@ metrics per domain (AUC, pAUC, decisions), and the decision threshold calibrated
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 import lightning as L
 import torch
 
+from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
 from ..evaluation.metrics import flatten_metrics, gamma_threshold
 from ..evaluation.summary import domain_results, run_results
 from .scores import SCORE_KEYS
 
 log = logging.getLogger(__name__)
+
+
+DIVERGED_GROWTH = 1e6
+"""A training loss this many times its first value is taken as diverged."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -64,6 +70,7 @@ class AnomalyDetector(L.LightningModule):
         self.compile_net = compile_net
         self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
+        self._first_losses: dict[str, float] = {}
         self.test_results: dict = {}
         self.test_metrics: dict[str, float] = {}
         self.test_scores: dict[str, torch.Tensor] = {}
@@ -73,12 +80,16 @@ class AnomalyDetector(L.LightningModule):
         raise NotImplementedError
 
     def optimize(self, loss: torch.Tensor, optimizer: L.pytorch.core.optimizer.LightningOptimizer, name: str) -> None:
-        """One manual optimisation step: a NaN or infinite ``loss`` stops training with a
+        """One manual optimisation step: a NaN or infinite ``loss``, or one that grew by more than
+        :data:`DIVERGED_GROWTH` times its first value (and past 1000), stops training with a
         :class:`TrainingDivergedError` naming ``name``, the epoch and the step; else zero the gradients,
         backpropagate and step ``optimizer``."""
-        if not torch.isfinite(loss):
+        value = loss.item()
+        first = self._first_losses.setdefault(name, abs(value))
+        if not math.isfinite(value) or abs(value) > max(DIVERGED_GROWTH * first, 1000.0):
+            grew = f" (it was {first:.4g} at the first step)" if math.isfinite(value) else ""
             raise TrainingDivergedError(
-                f"{name} loss is {loss.item()} at epoch {self.current_epoch}, global step {self.global_step}: "
+                f"{name} loss is {value:.4g}{grew} at epoch {self.current_epoch}, global step {self.global_step}: "
                 "training diverged (try a lower learning rate or other loss weights)"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -188,9 +199,29 @@ class AnomalyDetector(L.LightningModule):
         test/<domain>/{auc,pauc,auc_low,...,f1}, test/hmean/{auc,pauc}, test/dcase_score, test/scores/<name>/...;
         in a per-machine-type run test/sections/<NN>/<domain>/... per section instead of test/<domain>/..."""
         self.test_scores = self._gather()
+        self._check_test_scores(self.test_scores)
         self.test_results = self._results(self.test_scores)
         self.test_metrics = flatten_metrics("test", self.test_results)
         self.log_dict(self.test_metrics)
+
+    def _check_test_scores(self, scores: dict[str, torch.Tensor]) -> None:
+        """Fail the run (:class:`TrainingDivergedError`) when the chosen score is not finite or is the same for every
+        clip of a domain: such scores rank nothing, and an AUC of 0.5 from them is no result."""
+        for code, domain in enumerate(DOMAINS):
+            values = scores["score"][scores["domain"] == code].double()
+            if values.numel() == 0:
+                continue
+            bad = int((~torch.isfinite(values)).sum())
+            if bad:
+                raise TrainingDivergedError(
+                    f"{bad} of {values.numel()} {domain} test scores ({self.score_choice}) are not finite: "
+                    "training diverged (lower the learning rates or the loss weights)"
+                )
+            if values.numel() > 1 and bool(values.min() == values.max()):
+                raise TrainingDivergedError(
+                    f"every {domain} test score ({self.score_choice}) is {values[0].item():.6g}: the model ranks no "
+                    "clip (training diverged or collapsed; lower the learning rates or the loss weights)"
+                )
 
     def on_validation_epoch_end(self) -> None:
         """Log val/<domain>/auc and pauc (test labels: optimistic selection)."""

@@ -1,0 +1,37 @@
+"""Hostile cases through the CLI (issue: nothing lost, every refusal one clear line): each ends as a clear error,
+a recorded failure or a correct result."""
+
+import json
+
+import pytest
+from conftest import CSV_ONLY, find_run, run_cli, train_args
+
+
+@pytest.mark.slow
+def test_a_diverged_training_is_a_failed_run_not_a_result_of_auc_one_half(synthetic_root, tmp_path):
+    overrides = ["trainer.max_epochs=2", "model.optimizer_g.lr=1e9", "model.optimizer_d.lr=1e9", *CSV_ONLY]
+    result = run_cli(train_args(synthetic_root, tmp_path, *overrides), tmp_path, check=False)
+    assert result.returncode != 0
+    metrics = json.loads((find_run(tmp_path / "logs", "fan") / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert "TrainingDivergedError" in metrics["error"] or "diverged" in metrics["error"], metrics["error"]
+    assert "dcase_score" not in metrics or metrics["dcase_score"] is None
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [([1.0, float("nan"), 2.0], "1 of 3 source test scores .* are not finite"), ([0.0, 0.0, 0.0], "every source")],
+)
+def test_non_finite_or_constant_test_scores_fail_the_run(values, message):
+    import torch
+    from hydra.utils import instantiate
+
+    from asd_ganomaly.models.base import TrainingDivergedError
+    from asd_ganomaly.train import compose_config
+
+    module = instantiate(compose_config("model=ganomaly_small").model)
+    target = {"score": torch.tensor([0.1, 0.2]), "domain": torch.tensor([1, 1])}
+    module._check_test_scores(target)  # distinct, finite: fine
+    scores = {"score": torch.tensor([*values, 0.1, 0.2]), "domain": torch.tensor([0, 0, 0, 1, 1])}
+    with pytest.raises(TrainingDivergedError, match=message):
+        module._check_test_scores(scores)
