@@ -35,6 +35,18 @@ def test_a_dangling_last_link_or_no_usable_checkpoint_starts_afresh_with_a_warni
     assert "links to a missing file" in caplog.text and "starting afresh" in caplog.text
 
 
+class NotAWeight:
+    """A Python object a weights-only load refuses to unpickle."""
+
+
+def test_a_last_checkpoint_that_a_weights_only_load_refuses_is_set_aside(tmp_path, caplog):
+    good = save(tmp_path / "epoch0001.ckpt", 1)
+    torch.save({"w": torch.zeros(4), "payload": NotAWeight()}, tmp_path / "last.ckpt")
+    assert resume_checkpoint(tmp_path) == good
+    assert (tmp_path / "last.ckpt.corrupt").exists() and not (tmp_path / "last.ckpt").exists()
+    assert "weights-only load refuses it" in caplog.text
+
+
 def save(path: Path, value: float) -> Path:
     torch.save({"w": torch.full((64,), value), "epoch": value}, path)
     return path

@@ -1,7 +1,8 @@
 """Which checkpoint an interrupted run resumes from, and what an interruption exits with.
 
-``last.ckpt`` is used when it is a complete checkpoint. A truncated or corrupt one (a disk that filled up,
-a copy cut short) or a dangling ``last.ckpt`` link is set aside with a warning, and the run resumes from the
+``last.ckpt`` is used when it is a complete checkpoint that a weights-only load accepts. A truncated or corrupt
+one (a disk that filled up, a copy cut short), one holding other Python objects, or a dangling ``last.ckpt`` link
+is set aside with a warning, and the run resumes from the
 newest complete checkpoint beside it, or starts afresh with a warning when there is none: never a loop of
 runs that all fail on the same file.
 """
@@ -9,8 +10,11 @@ runs that all fail on the same file.
 from __future__ import annotations
 
 import logging
+import pickle
 import zipfile
 from pathlib import Path
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,18 @@ def is_complete_checkpoint(path: Path) -> bool:
             return any(name.endswith("data.pkl") for name in names) and archive.testzip() is None
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return False
+
+
+def is_loadable_checkpoint(path: Path) -> bool:
+    """True when ``path`` is complete and a weights-only ``torch.load`` (what resuming does) accepts it: a file
+    holding arbitrary Python objects is refused here, before it fails every rerun the same way."""
+    if not is_complete_checkpoint(path):
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, AttributeError):
+        return False
+    return True
 
 
 def _set_aside(path: Path, why: str) -> None:
@@ -46,14 +62,17 @@ def resume_checkpoint(folder: str | Path) -> Path | None:
     ``*.ckpt`` (``best*`` excluded: it is not the latest state), else None, for a fresh start."""
     folder = Path(folder)
     last = folder / LAST
-    if last.exists() and is_complete_checkpoint(last):
+    if last.exists() and is_loadable_checkpoint(last):
         return last
     trouble = last.is_symlink() or last.exists()
     if trouble:
-        _set_aside(last, "truncated or corrupt" if last.exists() else "dangling link")
+        why = "dangling link" if not last.exists() else "truncated or corrupt"
+        if last.exists() and is_complete_checkpoint(last):
+            why = "a weights-only load refuses it: it holds other Python objects"
+        _set_aside(last, why)
     candidates = [p for p in folder.glob("*.ckpt") if p.name != LAST and not p.name.startswith("best")]
     for path in sorted(candidates, key=lambda p: p.stat().st_mtime_ns, reverse=True):
-        if is_complete_checkpoint(path):
+        if is_loadable_checkpoint(path):
             log.warning("resuming from %s, the newest complete checkpoint", path)
             return path
         log.warning("skipping %s: not a complete checkpoint", path)
