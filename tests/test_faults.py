@@ -35,3 +35,34 @@ def test_non_finite_or_constant_test_scores_fail_the_run(values, message):
     scores = {"score": torch.tensor([*values, 0.1, 0.2]), "domain": torch.tensor([0, 0, 0, 1, 1])}
     with pytest.raises(TrainingDivergedError, match=message):
         module._check_test_scores(scores)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root, as CI and the developers' machines run): a real full disk."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_leaves_nothing_partial_under_the_final_name_and_says_so_in_one_line(small_disk):
+    import torch
+
+    from asd_ganomaly.core.files import WriteError, atomic_output
+
+    (small_disk / "model.ckpt").write_bytes(b"the previous model")
+    with pytest.raises(WriteError) as refused, atomic_output(small_disk / "model.ckpt") as tmp:
+        torch.save({"w": torch.zeros(1_000_000)}, tmp)  # 4 MB onto 256 KiB
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1 and str(small_disk / "model.ckpt") in message and "GB free" in message
+    assert ".tmp" not in message
+    assert (small_disk / "model.ckpt").read_bytes() == b"the previous model"
+    assert [p.name for p in small_disk.iterdir()] == ["model.ckpt"]
+
+    with pytest.raises(WriteError, match="No space left"), atomic_output(small_disk / "metrics.json") as tmp:
+        tmp.write_text("x" * 1_000_000)
+    assert not (small_disk / "metrics.json").exists()

@@ -8,6 +8,7 @@ previous file (or none) in place, never half a file.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,10 @@ from .errors import UserError
 
 class OutputError(UserError, ValueError):
     """An output path that would overwrite or mix with the command's inputs."""
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, no permission, a read-only or special file system)."""
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -62,14 +67,35 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     error it is deleted. The one way the package writes a file a reader may open: no reader, and no crash or full
     disk, ever leaves a partial file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         _fsync(tmp)
         tmp.replace(path)
+    except WriteError:
+        raise
+    except OSError as error:
+        if error.filename not in (None, str(tmp), str(path), str(path.parent)):
+            raise  # an input the block read, not this output
+        raise WriteError(f"could not write {path}: {error.strerror or error}{_free_space(path)}") from error
+    except RuntimeError as error:  # torch.save reports a failed write as a RuntimeError of its C++ stream
+        if not any(word in str(error).lower() for word in ("write", "iostream", "inline_container")):
+            raise
+        raise WriteError(f"could not write {path}: the write failed{_free_space(path)}") from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _free_space(path: Path) -> str:
+    """`` (N GB free there)`` for the nearest existing folder of ``path``, or nothing when it cannot be read."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return f" ({shutil.disk_usage(folder).free / 1e9:.2f} GB free there)"
+    except OSError:
+        return ""
 
 
 def _fsync(path: Path) -> None:
