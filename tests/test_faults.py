@@ -66,3 +66,14 @@ def test_a_full_disk_leaves_nothing_partial_under_the_final_name_and_says_so_in_
     with pytest.raises(WriteError, match="No space left"), atomic_output(small_disk / "metrics.json") as tmp:
         tmp.write_text("x" * 1_000_000)
     assert not (small_disk / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("override", ["data.machine_type=../fan", "data.machine_type=sub/../../fan", "task_name=../x"])
+def test_a_run_folder_never_escapes_its_hash_folder(synthetic_root, tmp_path, override):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_cli([*train_args(synthetic_root, work, *CSV_ONLY), override], work, check=False)
+    assert result.returncode != 0
+    assert "cannot be part of a run folder" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"], "nothing written outside the work folder"
+    assert not (work / "logs").exists() or not any((work / "logs").rglob("*.json"))

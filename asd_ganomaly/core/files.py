@@ -20,6 +20,22 @@ class OutputError(UserError, ValueError):
     """An output path that would overwrite or mix with the command's inputs."""
 
 
+class PathNameError(UserError, ValueError):
+    """A config value used as a folder name that is not a plain name (it would lead outside the run folder)."""
+
+
+def plain_name(value: object) -> str:
+    """``value`` as a folder name when it is a plain one (no ``/``, ``\\``, ``..``, leading ``.`` or NUL, not empty);
+    else a :class:`PathNameError`. The ``${plain:...}`` resolver of the run folder's parts."""
+    name = str(value)
+    if not name or name.startswith(".") or any(bad in name for bad in ("/", "\\", "\0")):
+        raise PathNameError(
+            f"{name!r} cannot be part of a run folder: machine types, sections, task and model names must be plain "
+            "names (no '/', no leading '.')"
+        )
+    return name
+
+
 class WriteError(UserError, OSError):
     """A file could not be written (full disk, no permission, a read-only or special file system)."""
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
+from ..core.files import plain_name
 from ..data.dcase import sweep_sections
 
 RUN_CONFIG_FILE = "config.yaml"
@@ -112,13 +113,16 @@ def flatten_config(config: Mapping, prefix: str = "") -> dict:
 
 def register_resolvers() -> None:
     """``${run_id:}`` and ``${run_label:}`` for the run folder and W&B names (computed from the whole config);
-    ``${sweep_sections:SCOPE}`` for the dev-set grid of a model's scope (``conf/experiment/dev_all.yaml``)."""
+    ``${sweep_sections:SCOPE}`` for the dev-set grid of a model's scope (``conf/experiment/dev_all.yaml``);
+    ``${plain:VALUE}`` for the run folder's parts (a plain name, else an error before any folder is made)."""
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", _resolve_run_id)
     if not OmegaConf.has_resolver("run_label"):
         OmegaConf.register_new_resolver("run_label", _resolve_run_label)
     if not OmegaConf.has_resolver("sweep_sections"):
         OmegaConf.register_new_resolver("sweep_sections", sweep_sections)
+    if not OmegaConf.has_resolver("plain"):
+        OmegaConf.register_new_resolver("plain", plain_name)
 
 
 def _task_overrides(root: DictConfig) -> list[str]:
