@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchmetrics.functional.classification import binary_roc
 
 from .metrics import auc_pauc, score_ranks
@@ -40,44 +41,82 @@ def _arrays(by_domain: DomainScores) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def plot_roc(by_domain: DomainScores, out: str | Path) -> Path:
+def roc_figure(by_domain: DomainScores, title: str = "") -> Figure:
     """ROC curve per domain (scores and labels per domain) with AUC and pAUC in the legend; the pAUC range
-    (FPR <= 0.1) is shaded."""
-    figure = Figure(figsize=(4.5, 4.5))
+    (FPR <= 0.1) shaded and labelled; ``title`` names the run (machine, section, setting, score)."""
+    figure = Figure(figsize=(5, 5))
     axes = figure.add_subplot()
     for domain, data in _arrays(by_domain).items():
         fpr, tpr = roc_curve(data["score"], data["label"])
         auc, pauc = auc_pauc(data["score"], data["label"])
         axes.plot(fpr, tpr, label=f"{domain}: AUC {auc:.3f}, pAUC {pauc:.3f}")
-    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    axes.axvspan(0, 0.1, color="grey", alpha=0.1)
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
+    axes.axvspan(0, 0.1, color="grey", alpha=0.1, label="pAUC range (FPR <= 0.1)")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=_titled("ROC", title))
+    axes.title.set_fontsize(9)
     axes.legend(loc="lower right", fontsize=8)
-    return _save(figure, out)
+    return figure
 
 
-def plot_score_histogram(by_domain: DomainScores, out: str | Path) -> Path:
-    """Histograms of normal and anomaly scores, one panel per domain (scores and labels per domain)."""
+def score_histogram_figure(
+    by_domain: DomainScores, threshold: float | None = None, title: str = "", score: str = "anomaly score"
+) -> Figure:
+    """Histograms (outlines, so nothing overlaps unlabelled) of normal and anomaly scores, one panel per domain,
+    with the decision ``threshold`` as a vertical line when it is finite; integer clip counts on the y axis."""
     data = _arrays(by_domain)
-    figure = Figure(figsize=(4.5 * len(data), 3.5))
+    figure = Figure(figsize=(4.8 * len(data), 3.8))
     for i, (domain, values) in enumerate(data.items()):
         axes = figure.add_subplot(1, len(data), i + 1)
-        bins = np.histogram_bin_edges(values["score"], bins=20)
+        edges = np.histogram_bin_edges(values["score"], bins=20)
         for label, name in ((0, "normal"), (1, "anomaly")):
-            axes.hist(values["score"][values["label"] == label], bins=bins, alpha=0.6, label=name)
-        axes.set(xlabel="anomaly score", ylabel="clips", title=domain)
+            axes.hist(values["score"][values["label"] == label], bins=edges, histtype="step", linewidth=1.5, label=name)
+        if threshold is not None and np.isfinite(threshold):
+            axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel=score, ylabel="clips", title=_titled(domain, title))
+        axes.title.set_fontsize(9)
         axes.legend(fontsize=8)
-    return _save(figure, out)
+    return figure
+
+
+def spectrogram_figure(inputs: np.ndarray, reconstructions: np.ndarray, titles: list[str]) -> Figure:
+    """One row per clip: the normalised log-mel input, its reconstruction (same colour scale) and the residual
+    input - reconstruction (a diverging scale centred on 0), each with a colour bar; arrays (N, n_mels, frames)."""
+    figure = Figure(figsize=(15, 2.8 * len(inputs)))
+    for row, (x, x_rec, title) in enumerate(zip(inputs, reconstructions, titles, strict=True)):
+        low, high = float(np.min(x)), float(np.max(x))
+        residual = x - x_rec
+        reach = float(np.max(np.abs(residual))) or 1.0
+        panels = (
+            (x, "input", "magma", low, high),
+            (x_rec, "reconstruction", "magma", low, high),
+            (residual, "residual (input - reconstruction)", "coolwarm", -reach, reach),
+        )
+        for col, (image, kind, cmap, vmin, vmax) in enumerate(panels):
+            axes = figure.add_subplot(len(inputs), 3, 3 * row + col + 1)
+            shown = axes.imshow(image, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap)
+            figure.colorbar(shown, ax=axes, label="normalised log-mel")
+            axes.set(title=f"{kind}: {title}", xlabel="frame", ylabel="mel band")
+            axes.title.set_fontsize(8)
+    return figure
+
+
+def plot_roc(by_domain: DomainScores, out: str | Path, title: str = "") -> Path:
+    """Save :func:`roc_figure` as a PNG."""
+    return _save(roc_figure(by_domain, title), out)
+
+
+def plot_score_histogram(
+    by_domain: DomainScores, out: str | Path, threshold: float | None = None, title: str = "", score: str = "score"
+) -> Path:
+    """Save :func:`score_histogram_figure` as a PNG."""
+    return _save(score_histogram_figure(by_domain, threshold, title, score), out)
 
 
 def plot_spectrograms(inputs: np.ndarray, reconstructions: np.ndarray, titles: list[str], out: str | Path) -> Path:
-    """One row per clip: the (normalised) log-mel input and its reconstruction, arrays (N, n_mels, frames)."""
-    figure = Figure(figsize=(10, 2.6 * len(inputs)))
-    for row, (x, x_rec, title) in enumerate(zip(inputs, reconstructions, titles, strict=True)):
-        low, high = float(np.min(x)), float(np.max(x))
-        for col, (image, kind) in enumerate(((x, "input"), (x_rec, "reconstruction"))):
-            axes = figure.add_subplot(len(inputs), 2, 2 * row + col + 1)
-            axes.imshow(image, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
-            axes.set(title=f"{kind}: {title}", xlabel="frame", ylabel="mel band")
-            axes.title.set_fontsize(8)
-    return _save(figure, out)
+    """Save :func:`spectrogram_figure` as a PNG."""
+    return _save(spectrogram_figure(inputs, reconstructions, titles), out)
+
+
+def _titled(what: str, title: str) -> str:
+    return f"{what}: {title}" if title else what

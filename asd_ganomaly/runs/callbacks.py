@@ -82,9 +82,14 @@ class RunFiles(Callback):
         from ..evaluation import plots
 
         by_domain = scores_by_domain(read_scores(self.out / SCORES_FILE))
+        score = f"{getattr(pl_module, 'score_choice', 'default')} score"
+        title = f"{self.info.get('machine_type')} section {self.info.get('section')}, {self.info.get('model')}"
+        title += f", {score}\n{self.info.get('run_id', '')}"
         paths = [
-            plots.plot_roc(by_domain, self.out / "roc.png"),
-            plots.plot_score_histogram(by_domain, self.out / "score_histogram.png"),
+            plots.plot_roc(by_domain, self.out / "roc.png", title=title),
+            plots.plot_score_histogram(
+                by_domain, self.out / "score_histogram.png", pl_module.threshold.item(), title=title, score=score
+            ),
         ]
         if hasattr(pl_module, "reconstruct"):
             clips, features = trainer.datamodule.test_clips, trainer.datamodule.test_features
