@@ -8,7 +8,9 @@ Subcommands: ``synth`` (synthetic DCASE-layout dataset), ``download`` (official 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -90,22 +92,37 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {'waveform' if args.include_features else 'log-mel'} scorer to {path}")
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused, not taken as "no value")."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``asd-ganomaly`` and its subcommands."""
-    parser = argparse.ArgumentParser(prog="asd-ganomaly", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="asd-ganomaly", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    with_defaults = functools.partial(argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=with_defaults)
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in the DCASE 2021 dev layout")
     synth.add_argument("root", help="folder to write <machine>/{train,source_test,target_test}/ into")
-    synth.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES), metavar="TYPE")
-    synth.add_argument("--sections", nargs="+", type=int, default=[0, 1, 2])
-    synth.add_argument("--clips-per-section", type=int, default=1000, help="source normal training clips")
+    synth.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES), metavar="TYPE", help="machine types")
+    synth.add_argument("--sections", nargs="+", type=int, default=[0, 1, 2], help="section numbers")
+    synth.add_argument(
+        "--clips-per-section",
+        type=int,
+        default=1000,
+        help="source normal training clips (1000: the DCASE size, about 29,000 clips and 9 GB for all machines at "
+        "10 s; make demo uses 32)",
+    )
     synth.add_argument("--target-clips", type=int, default=3, help="target normal training clips")
     synth.add_argument("--test-clips", type=int, default=100, help="per label and domain")
-    synth.add_argument("--seconds", type=float, default=10.0)
+    synth.add_argument("--seconds", type=float, default=10.0, help="clip length")
     synth.add_argument("--severity", type=float, default=1.0, help="anomaly strength (0 = none, 3 = obvious)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="random seed of the sounds")
     synth.set_defaults(func=_synth)
 
     dl = sub.add_parser("download", help="download and unpack the DCASE 2021 Task 2 archives from Zenodo")
@@ -129,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--ckpt", required=True, help="a run's model.ckpt")
     score.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
     score.add_argument("--out", default="scores.csv")
-    score.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    score.add_argument("--threshold", type=finite_float, default=None, help="override the calibrated threshold")
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--device", default="cpu", help="cpu or cuda")
     score.add_argument("--workers", type=int, default=2, help="threads reading WAV files")
