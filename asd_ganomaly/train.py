@@ -53,6 +53,7 @@ from .runs.identity import (
     run_id,
     varied_overrides,
 )
+from .runs.lock import RunLockedError, run_lock
 from .runs.resume import SIGTERM_EXIT_CODE, resume_checkpoint
 from .runs.tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
 
@@ -193,11 +194,16 @@ def main(cfg: DictConfig) -> float | None:
     status = "skipped (finished before)" if cfg.skip_finished and is_finished(out) else "completed"
     with console.quiet_console(multirun):
         try:
-            metrics = train(cfg, multirun)
+            with run_lock(out):  # one process per run folder; a second one is refused at once
+                metrics = train(cfg, multirun)
         except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say the run did not finish
             raise SystemExit(SIGTERM_EXIT_CODE) from None
         except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
             status = "refused"
+            log.error("%s", error)
+            _user_error(error, multirun)
+        except RunLockedError as error:  # the same run is running in another process: its files are its own
+            status = "skipped: running elsewhere"
             log.error("%s", error)
             _user_error(error, multirun)
         except UserError as error:

@@ -77,3 +77,25 @@ def test_a_run_folder_never_escapes_its_hash_folder(synthetic_root, tmp_path, ov
     assert "cannot be part of a run folder" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"], "nothing written outside the work folder"
     assert not (work / "logs").exists() or not any((work / "logs").rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_second_process_on_a_running_runs_folder_exits_at_once_naming_the_holder(synthetic_root, tmp_path):
+    import subprocess
+    import sys
+
+    from test_lock import HOLD
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = [*train_args(synthetic_root, tmp_path, *CSV_ONLY), f"hydra.run.dir={run}"]
+        result = run_cli(args, tmp_path, check=False)
+        assert result.returncode == 2
+        (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+        assert line.startswith("asd-train: error: ") and f"in use by pid {holder.pid} on " in line
+        assert not (run / "metrics.json").exists() and not (run / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()

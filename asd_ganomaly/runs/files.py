@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from ..core.files import atomic_output
+from ..core.files import WriteError, atomic_output
 from ..data.dcase import DOMAINS, ClipInfo, section_key
 from ..models.scores import SCORE_COLUMNS
 from .identity import OVERRIDES_FILE, RUN_CONFIG_FILE, RunConfigMismatchError, config_differences
@@ -112,10 +112,12 @@ def check_output_dir(path: Path, min_free_gb: float) -> None:
         probe.write_bytes(b"0" * 1024)
         probe.unlink()
     except OSError as error:
-        raise OSError(f"output folder {path} is not writable: {error}") from error
+        raise WriteError(f"output folder {path} is not writable: {error}") from error
     free_gb = shutil.disk_usage(path).free / 1e9
     if free_gb < min_free_gb:
-        raise OSError(f"only {free_gb:.2f} GB free under {path}; at least {min_free_gb} GB needed (min_free_disk_gb)")
+        raise WriteError(
+            f"only {free_gb:.2f} GB free under {path}; at least {min_free_gb} GB needed (min_free_disk_gb)"
+        )
 
 
 def check_run_config(path: Path, identity: dict) -> None:
