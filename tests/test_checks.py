@@ -35,6 +35,8 @@ def test_the_shipped_configs_pass():
         (["data.eval_batch_size=0"], "data.eval_batch_size must be an integer >= 1"),
         (["trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1, not 0"),
         (["trainer.max_epochs=-1"], "-1 would train forever"),
+        (["seed=abc"], "seed must be an integer >= 0, not 'abc'"),
+        (["seed=-3"], "seed must be an integer >= 0, not -3"),
         (["model.loss.w_adv=-0.5"], "model.loss.w_adv must be a number >= 0, not -0.5"),
         (["model.loss.w_rec=0", "model.loss.w_ano=0", "model.loss.w_adv=0"], "are all zero"),
         (["model.optimizer_g.lr=0"], "model.optimizer_g.lr must be a number > 0, not 0"),

@@ -118,8 +118,8 @@ def _trainer_problems(cfg: DictConfig) -> list[str]:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every value out of range (batch sizes and epochs >= 1, loss weights
-    >= 0 and not all zero, learning rates > 0, feature parameters, required keys)."""
-    problems = _data_problems(cfg) + _trainer_problems(cfg) + _model_problems(cfg)
+    >= 0 and not all zero, learning rates > 0, feature parameters, an integer seed >= 0, required keys)."""
+    problems = _data_problems(cfg) + _trainer_problems(cfg) + _model_problems(cfg) + _at_least(cfg, "seed", 0)
     value = _get(cfg, "min_free_disk_gb")
     if value is not _ABSENT and not (_is_number(value) and value >= 0):
         problems.append(f"min_free_disk_gb must be a number >= 0, not {value!r}")
