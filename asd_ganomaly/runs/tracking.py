@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import uuid
 from pathlib import Path
 
 import hydra
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+
+from ..core.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ def start_wandb(node: dict) -> WandbLogger | None:
     timeout = float(node.pop("init_timeout", 60))
     offline = resolve_wandb_offline(node.pop("offline", "auto"))
     Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
+    node.setdefault("id", wandb_run_id(Path(node["save_dir"])))
+    node.setdefault("resume", "allow")  # a resumed run (Ctrl-C, pre-emption) continues its W&B run
     for attempt_offline in [offline] if offline else [False, True]:
         try:
             logger = logger_class(
@@ -88,6 +93,21 @@ def start_wandb(node: dict) -> WandbLogger | None:
             log.warning("W&B could not start %s (%s: %s)", mode, type(error).__name__, error)
     log.warning("continuing without W&B: metrics still go to metrics.json and the CSV logger")
     return None
+
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of the run folder: read from ``wandb_run_id.txt``, or made and stored there the first time,
+    so a resumed run logs to the same W&B run."""
+    path = run_dir / WANDB_ID_FILE
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    with atomic_output(path) as tmp:
+        tmp.write_text(run_id + "\n")
+    return run_id
 
 
 def instantiate_callbacks(config: DictConfig | None) -> list[Callback]:
