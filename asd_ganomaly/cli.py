@@ -92,6 +92,22 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {'waveform' if args.include_features else 'log-mel'} scorer to {path}")
 
 
+def _submit(args: argparse.Namespace) -> None:
+    from .results.challenge import write_submission
+
+    parts = write_submission(args.sweep_dirs, args.out, allow_partial=args.allow_partial)
+    print(f"submission of {len(parts)} machine type / section / domain parts ({2 * len(parts)} files) in {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .results.challenge import evaluate, format_table, write_results
+
+    rows = evaluate(args.submission, args.ground_truth)
+    print(format_table(rows))
+    if args.out:
+        print(f"results written to {write_results(rows, args.out)}")
+
+
 def finite_float(text: str) -> float:
     """An argparse type: a finite number (``nan`` and ``inf`` are refused, not taken as "no value")."""
     value = float(text)
@@ -161,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", required=True, help="output .onnx file")
     export.add_argument("--include-features", action="store_true", help="take waveforms instead of log-mel")
     export.set_defaults(func=_export)
+
+    submit = sub.add_parser("submit", help="DCASE 2021 Task 2 submission files (scores, decisions) from sweeps")
+    submit.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR")
+    submit.add_argument("--out", required=True, help="submission folder to write")
+    submit.add_argument("--allow-partial", action="store_true", help="leave out failed or unfinished runs")
+    submit.set_defaults(func=_submit)
+
+    evaluate = sub.add_parser("evaluate", help="official metrics of a submission folder against ground-truth files")
+    evaluate.add_argument("submission", metavar="SUBMISSION_DIR")
+    evaluate.add_argument("--ground-truth", required=True, help="folder of ground_truth_<machine>_section_<XX>_*.csv")
+    evaluate.add_argument("--out", default=None, help="also write the results as CSV")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 

@@ -75,11 +75,13 @@ def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tens
             writer.writerow([str(clip.path), clip.section, clip.domain, int(clip.is_anomaly), *values, decision])
 
 
-def read_scores(path: Path) -> list[dict]:
+def read_scores(path: Path, raw: bool = False) -> list[dict]:
     """The rows of a scores.csv as :func:`write_scores` writes them: ``label`` and ``decision`` as ints, every
-    score column as a float, ``section`` and ``domain`` as written."""
+    score column as a float, ``section`` and ``domain`` as written; with ``raw`` every value as its text."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
+    if raw:
+        return rows
     for row in rows:
         for key in ("label", "decision"):
             row[key] = int(row[key])
