@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..core.errors import UserError
 from ..data.audio import AudioError, check_header
 from ..data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
+from .lock import LOCK_FILE
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -171,8 +172,9 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
 
 
 def discard_unused_run_dir(out: Path) -> bool:
-    """Remove ``out`` when it holds nothing but what Hydra writes at start (``.hydra/`` and ``*.log``), so a
-    run refused before any work leaves no folder that a report would list. Returns True when removed."""
+    """Remove ``out`` when it holds nothing but what Hydra writes at start (``.hydra/`` and ``*.log``) and the
+    run lock, so a run refused before any work leaves no folder that a report would list. Returns True when
+    removed."""
     if not out.is_dir():
         return False
     entries = list(out.iterdir())
@@ -181,7 +183,7 @@ def discard_unused_run_dir(out: Path) -> bool:
         if entry.name == ".hydra" and entry.is_dir():
             if not {p.name for p in entry.iterdir()} <= hydra_files:
                 return False
-        elif not (entry.is_file() and entry.suffix == ".log"):
+        elif not (entry.is_file() and (entry.suffix == ".log" or entry.name == LOCK_FILE)):
             return False
     for entry in entries:
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
