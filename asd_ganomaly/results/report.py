@@ -18,7 +18,7 @@ from ..evaluation.metrics import harmonic_mean, official_score
 from ..runs.files import METRICS_FILE
 from .markdown import to_markdown
 from .reference import ae_baseline_hmean, report_auc
-from .tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns
+from .tables import INTERVAL_COLUMNS, SCORE_CHOICE_COLUMNS, official_interval, run_columns
 
 log = logging.getLogger(__name__)
 _ABSENT = object()  # a run folder without metrics.json
@@ -43,7 +43,7 @@ COLUMNS = [
     "error",
     "run_dir",
     *INTERVAL_COLUMNS,
-    *SCORE_COLUMNS,
+    *SCORE_CHOICE_COLUMNS,
 ]
 
 

@@ -19,7 +19,9 @@ from ..runs.files import SCORES_FILE
 
 SCORE_NAMES = tuple(name for name in SCORE_KEYS if name != "default")
 INTERVAL_COLUMNS = ("auc_low", "auc_high", "pauc_low", "pauc_high")
-SCORE_COLUMNS = [f"{metric}_{name}" for name in SCORE_NAMES for metric in ("auc", "pauc")]
+SCORE_CHOICE_COLUMNS = [f"{metric}_{name}" for name in SCORE_NAMES for metric in ("auc", "pauc")]
+"""results.csv's ``auc_<score>``, ``pauc_<score>`` of every score choice (not scores.csv's per-score columns,
+:data:`asd_ganomaly.models.scores.SCORE_COLUMNS`)."""
 
 
 def run_columns(metrics: dict, domain: str) -> dict:
