@@ -44,15 +44,16 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .results.report import collect_runs, log_report_to_wandb, write_report
+    from .results.markdown import render_summary
+    from .results.report import log_report_to_wandb, report_files, save_report, sweep_tables
 
-    csv_path, md_path = write_report(args.sweep_dirs, args.out)
-    text = md_path.read_text()
-    head, _, summary = text.partition("## Per machine type")  # the per-run table stays in the file
-    print("\n".join(head.splitlines()[:4]) + ("\n\n## Per machine type" + summary if summary else text))
-    print(f"written: {csv_path} (per run and domain) and {md_path}")
+    files = report_files(args.sweep_dirs, args.out)  # refuses bad folders before any work
+    tables = sweep_tables(files.folders)  # collected and bootstrapped once, for the files, the console and W&B
+    save_report(tables, files)
+    print(render_summary(tables))  # the per-run table stays in the file
+    print(f"written: {files.csv_path} (per run and domain) and {files.md_path}")
     if args.wandb:
-        log_report_to_wandb(csv_path.parent, collect_runs(args.sweep_dirs), args.project, args.group)
+        log_report_to_wandb(files.csv_path.parent, tables, args.project, args.group)
 
 
 def _score(args: argparse.Namespace) -> None:

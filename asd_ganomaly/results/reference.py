@@ -3,8 +3,11 @@
 * Tables 1 and 2 of Hassankhani, Dini, Drossos (DCASE 2021 Task 2 technical report): dev-set AUC per machine
   type, section and domain of the AE baseline, the MobileNetV2 baseline and the report's GANomaly.
   The report writes "SlideRail" for ``slider``.
-* The AE baseline's per-machine harmonic means (AUC, pAUC) from the DCASE 2021 submission template, which
-  are almost certainly the organisers' AE-baseline dev values (docs/reference.md, section 3.5).
+* The AE baseline's per-machine harmonic means (AUC, pAUC) from the DCASE 2021 Task 2 submission template, which
+  are almost certainly the organisers' AE-baseline dev values.
+
+The report (``asd-ganomaly report``) sets each run's AUC beside Tables 1/2 and each machine type's harmonic means
+beside the AE baseline's.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Results of one or several sweeps: every run's metrics.json gathered into results.csv and results.md, beside
-the report's Tables 1/2 and the AE baseline, with per-machine harmonic means and the official DCASE score."""
+the report's Tables 1/2 and the AE baseline, with per-machine harmonic means and the official DCASE score.
+
+The flow: :func:`collect_runs` (one row per run and domain) and :func:`summarise` (harmonic means, the official
+score and its bootstrap interval) once, :func:`~asd_ganomaly.results.tables.build_tables` once, and every output
+rendered from those tables: results.csv (:func:`save_report`), results.md and the console summary
+(:mod:`~asd_ganomaly.results.markdown`), W&B (:func:`log_report_to_wandb`)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -16,36 +22,13 @@ from ..core.files import OutputError, atomic_output, check_output
 from ..data.dcase import ALL_SECTIONS, DOMAINS
 from ..evaluation.metrics import harmonic_mean, official_score
 from ..runs.files import METRICS_FILE
-from .markdown import to_markdown
+from .markdown import render_markdown
+from .markdown import to_markdown as to_markdown  # the notebooks' way in
 from .reference import ae_baseline_hmean, report_auc
-from .tables import INTERVAL_COLUMNS, SCORE_COLUMNS, official_interval, run_columns
+from .tables import ReportTables, Table, build_tables, official_interval, run_columns
 
 log = logging.getLogger(__name__)
 _ABSENT = object()  # a run folder without metrics.json
-
-COLUMNS = [
-    "setting",
-    "model",
-    "machine_type",
-    "section",
-    "domain",
-    "status",
-    "auc",
-    "pauc",
-    "report_ae_auc",
-    "report_mobilenet_auc",
-    "report_ganomaly_auc",
-    "auc_minus_report_ganomaly",
-    "selected_on_test",
-    "run_id",
-    "varied",
-    "data_root",
-    "error",
-    "run_dir",
-    *INTERVAL_COLUMNS,
-    *SCORE_COLUMNS,
-]
-
 
 SweepDirs = str | Path | Sequence[str | Path]  # one sweep folder or several
 
@@ -204,9 +187,19 @@ def summarise(rows: list[dict]) -> dict:
     return dict(by_model)
 
 
-def write_report(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Write results.csv and results.md of one or several sweeps (each file through a rename) into ``out_dir``
-    (default: the sweep folder, when there is one); returns their paths."""
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report reads from and writes to, checked before any work."""
+
+    folders: list[Path]
+    csv_path: Path
+    md_path: Path
+
+
+def report_files(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> ReportFiles:
+    """The sweep folders and the report's results.csv and results.md in ``out_dir`` (default: the sweep folder,
+    when there is one); refuses missing sweep folders, a file as ``out_dir`` and outputs that would overwrite
+    an input."""
     folders = sweep_folders(sweep_dirs)
     if missing := [str(folder) for folder in folders if not folder.is_dir()]:
         raise FileNotFoundError(f"sweep folder {', '.join(missing)} does not exist")
@@ -215,41 +208,67 @@ def write_report(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> tu
     out_dir = Path(out_dir) if out_dir else folders[0]
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {out_dir} is a file: give a folder for results.csv and results.md")
-    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
+    files = ReportFiles(folders, out_dir / "results.csv", out_dir / "results.md")
     inputs = sorted(p for folder in folders for p in folder.rglob(METRICS_FILE))
-    for path in (csv_path, md_path):
+    for path in (files.csv_path, files.md_path):
         check_output(path, inputs)
+    return files
+
+
+def sweep_tables(folders: list[Path]) -> ReportTables:
+    """The report's tables of the runs below ``folders``: collected, summarised (bootstrapped) and built once."""
     rows = collect_runs(folders)
     if not rows:
         raise ValueError(f"no runs (metrics.json or .hydra/) found below {', '.join(map(str, folders))}")
-    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    with atomic_output(md_path) as tmp:
-        tmp.write_text(to_markdown(rows, summarise(rows)))
-    return csv_path, md_path
+    return build_tables(rows, summarise(rows))
 
 
-def log_report_to_wandb(sweep_dir: str | Path, rows: list[dict], project: str, group: str | None = None) -> None:
-    """Log the results table as a W&B table artifact of the sweep group (offline unless logged in); the W&B files
-    go below ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
+def _write_csv(table: Table, path: Path) -> None:
+    """A table as CSV (an empty field where a value is None), through a rename."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table.columns)
+        writer.writerows(table.rows)
+
+
+def save_report(tables: ReportTables, files: ReportFiles) -> None:
+    """Write results.csv (the results table) and results.md (every table), each through a rename."""
+    _write_csv(tables.results, files.csv_path)
+    with atomic_output(files.md_path) as tmp:
+        tmp.write_text(render_markdown(tables))
+
+
+def write_report(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write results.csv and results.md of one or several sweeps (each file through a rename) into ``out_dir``
+    (default: the sweep folder, when there is one); returns their paths."""
+    files = report_files(sweep_dirs, out_dir)
+    save_report(sweep_tables(files.folders), files)
+    return files.csv_path, files.md_path
+
+
+def log_report_to_wandb(
+    sweep_dir: str | Path, report: ReportTables | list[dict], project: str, group: str | None = None
+) -> None:
+    """Log the results table (of built tables, or of collected rows) as a W&B table artifact of the sweep group,
+    with each setting's official score in the run summary (offline unless logged in); the W&B files go below
+    ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
     import wandb
 
     from ..runs.tracking import resolve_wandb_offline
 
+    tables = report if isinstance(report, ReportTables) else build_tables(report, summarise(report))
     group = group or Path(sweep_dir).name
     mode = "offline" if resolve_wandb_offline("auto") else "online"
     run = wandb.init(
         project=project, group=group, job_type="report", name=f"{group}-report", dir=str(sweep_dir), mode=mode
     )
     try:
-        table = wandb.Table(columns=COLUMNS, data=[[row.get(c) for c in COLUMNS] for row in rows])
+        table = wandb.Table(columns=list(tables.results.columns), data=[list(row) for row in tables.results.rows])
         artifact = wandb.Artifact(f"results-{group}", type="results")
         artifact.add(table, "results")
         run.log({"results": table})
         run.log_artifact(artifact)
-        for model, s in summarise(rows).items():
-            run.summary[f"{model}/official_score"] = s["official_score"]
+        for setting, score, *_ in tables.official.rows:
+            run.summary[f"{setting}/official_score"] = score
     finally:
         run.finish()
