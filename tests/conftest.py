@@ -1,6 +1,8 @@
 """Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, a synthetic
-dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, WAV writing."""
+dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, CSV reading, WAV
+writing."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +153,12 @@ def find_run(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
     found = [p for p in Path(log_dir).rglob(f"{machine}_sec{section}") if (p / "config.yaml").exists()]
     assert len(found) == 1, f"expected one run folder of {machine} section {section} below {log_dir}: {found}"
     return found[0]
+
+
+def read_csv(path: Path | str) -> list[dict]:
+    """The rows of the CSV file at ``path`` (scores.csv, results.csv...) as dicts keyed by its header."""
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
 
 
 def read_wandb_run(folder: Path) -> dict:

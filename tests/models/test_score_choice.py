@@ -1,12 +1,10 @@
 """model.score: the chosen score, the fused score's statistics, every score's metrics, checkpoint and ONNX."""
 
-import csv
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import CSV_ONLY, find_run, run_cli, train_args
+from conftest import CSV_ONLY, find_run, read_csv, run_cli, train_args
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from test_model import compose_config
@@ -128,8 +126,7 @@ def test_metrics_carry_every_score_and_intervals(reconstruction_run):
         assert chosen["auc"] == metrics["scores"]["reconstruction"][domain]["auc"]
         assert chosen["auc_low"] <= chosen["auc"] <= chosen["auc_high"]
         assert chosen["pauc_low"] <= chosen["pauc"] <= chosen["pauc_high"]
-    with open(run / "scores.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(run / "scores.csv")
     assert all(r["score"] == r["score_rec"] for r in rows) and any(r["score"] != r["score_latent"] for r in rows)
 
 
@@ -140,10 +137,8 @@ def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_r
     out = tmp_path / "scores.csv"
     clips = str(synthetic_root / "fan" / "source_test")
     assert cli_main(["score", "--ckpt", str(run / "model.ckpt"), clips, "--out", str(out)]) == 0
-    with open(out) as handle:
-        rescored = {r["path"]: float(r["score"]) for r in csv.DictReader(handle)}
-    with open(run / "scores.csv") as handle:
-        own = {r["path"]: float(r["score_rec"]) for r in csv.DictReader(handle) if r["domain"] == "source"}
+    rescored = {r["path"]: float(r["score"]) for r in read_csv(out)}
+    own = {r["path"]: float(r["score_rec"]) for r in read_csv(run / "scores.csv") if r["domain"] == "source"}
     assert own and all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
 
 
