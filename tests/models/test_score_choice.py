@@ -7,7 +7,6 @@ import torch
 from conftest import CSV_ONLY, find_run, read_csv, run_cli, train_args
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from test_model import compose_config
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
@@ -16,6 +15,7 @@ from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
 from asd_ganomaly.results.report import write_report
 from asd_ganomaly.runs.files import read_metrics
+from asd_ganomaly.train import compose_config
 
 
 def small_detector(score: str):
