@@ -52,6 +52,7 @@ def test_report_csv_markdown_and_scores(sweep, tmp_path):
 def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root):
     sweep_dir, _ = sweep
     before = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("metrics.json")}
+    assert before, f"no metrics.json below {sweep_dir}: nothing to check is left as it was"
     work = sweep_dir.parent.parent
     overrides = ["experiment=dev_all", "data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=2"]
     args = train_args(synthetic_root, work, *overrides, *CSV_ONLY)
