@@ -81,6 +81,20 @@ def small_run(model: str = "ganomaly_small") -> list[str]:
     return [f"model={model}", *(o for o in SMALL_RUN if not o.startswith("model="))]
 
 
+def small_ganomaly_config(*overrides: str):
+    """The composed training config of ganomaly_small on 64-frame log-mels, ``overrides`` on top."""
+    from asd_ganomaly.train import compose_config
+
+    return compose_config("model=ganomaly_small", "data.features.frames=64", *overrides)
+
+
+def small_ganomaly(*overrides: str):
+    """The module of :func:`small_ganomaly_config`, instantiated (untrained, no normaliser fitted)."""
+    from hydra.utils import instantiate
+
+    return instantiate(small_ganomaly_config(*overrides).model)
+
+
 def train_args(
     root: Path | str,
     work: Path,

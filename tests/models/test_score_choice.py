@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import CSV_ONLY, find_run, read_csv, run_cli, train_args
+from conftest import CSV_ONLY, find_run, read_csv, run_cli, small_ganomaly_config, train_args
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -20,7 +20,7 @@ from asd_ganomaly.train import compose_config
 
 def small_detector(score: str):
     torch.manual_seed(0)
-    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", f"++model.score={score}")
+    cfg = small_ganomaly_config(f"++model.score={score}")
     module = instantiate(cfg.model)
     module.fit_normalizer(torch.randn(16, 128, 64))
     return module, cfg
