@@ -1,6 +1,8 @@
 """Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, a synthetic
-dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, WAV writing."""
+dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, CSV reading, WAV
+writing."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,20 @@ def small_run(model: str = "ganomaly_small") -> list[str]:
     return [f"model={model}", *(o for o in SMALL_RUN if not o.startswith("model="))]
 
 
+def small_ganomaly_config(*overrides: str):
+    """The composed training config of ganomaly_small on 64-frame log-mels, ``overrides`` on top."""
+    from asd_ganomaly.train import compose_config
+
+    return compose_config("model=ganomaly_small", "data.features.frames=64", *overrides)
+
+
+def small_ganomaly(*overrides: str):
+    """The module of :func:`small_ganomaly_config`, instantiated (untrained, no normaliser fitted)."""
+    from hydra.utils import instantiate
+
+    return instantiate(small_ganomaly_config(*overrides).model)
+
+
 def train_args(
     root: Path | str,
     work: Path,
@@ -151,6 +167,12 @@ def find_run(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
     found = [p for p in Path(log_dir).rglob(f"{machine}_sec{section}") if (p / "config.yaml").exists()]
     assert len(found) == 1, f"expected one run folder of {machine} section {section} below {log_dir}: {found}"
     return found[0]
+
+
+def read_csv(path: Path | str) -> list[dict]:
+    """The rows of the CSV file at ``path`` (scores.csv, results.csv...) as dicts keyed by its header."""
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
 
 
 def read_wandb_run(folder: Path) -> dict:

@@ -1,12 +1,11 @@
 """Hostile and careless use through the real command lines: a clear one-line message, no traceback, and no
 file lost or left behind (issue 13)."""
 
-import csv
 import json
 import shutil
 
 import pytest
-from conftest import CLI, CSV_ONLY, run_cli, train_args
+from conftest import CLI, CSV_ONLY, read_csv, run_cli, train_args
 
 pytestmark = pytest.mark.slow  # every test here runs the real CLI in a subprocess
 
@@ -127,8 +126,7 @@ def test_score_marks_truncated_and_garbage_files_and_scores_the_rest(model_ckpt,
     out.write_text("an older result\n")
     result = score(model_ckpt, *clips, cut, garbage, out=out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    with open(out) as handle:
-        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    rows = {row["path"]: row for row in read_csv(out)}
     assert [rows[str(c)]["status"] for c in clips] == ["ok"] * 3
     assert rows[str(cut)]["status"] == "error" and "is truncated" in rows[str(cut)]["error"]
     assert rows[str(garbage)]["status"] == "error" and "garbage.WAV" in rows[str(garbage)]["error"]

@@ -1,11 +1,10 @@
 """The dev-set grid follows the model's scope (experiment=dev_all: 21 runs per section, 7 per machine type), and
 ``asd-ganomaly report`` sets several sweep folders' models side by side with the report's numbers."""
 
-import csv
 import json
 
 import pytest
-from conftest import SMALL_RUN, run_cli
+from conftest import SMALL_RUN, read_csv, run_cli
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf.errors import InterpolationResolutionError
@@ -104,11 +103,6 @@ def test_dev_all_runs_a_per_machine_type_model_once_per_machine_type(sweeps):
         pairs = [metrics["sections"][s][d] for s in ("00", "01", "02") for d in ("source", "target")]
         assert all({"auc", "pauc"} <= set(pair) for pair in pairs)
     assert ae["fan_sec1"]["section"] == 1 and "sections" not in ae["fan_sec1"]
-
-
-def read_csv(path):
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ from statistics import mean, stdev
 
 import torch
 from hydra.utils import instantiate
-from test_model import compose_config
 
 from asd_ganomaly.evaluation.metrics import official_score
+from asd_ganomaly.train import compose_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 spec = importlib.util.spec_from_file_location("quality", SCRIPT)

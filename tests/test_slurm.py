@@ -8,7 +8,6 @@ executor instead, with the reason printed; ``ASD_SLURM_REQUIRED=1`` makes that a
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli_args, find_run, run_cli, train_args
+from conftest import cli_args, find_run, read_csv, run_cli, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -111,8 +110,7 @@ def test_sweep_through_slurm_writes_every_run_and_the_report(slurm_cluster, slur
         assert "#SBATCH --requeue" in scripts[0].read_text()
     report = run_cli(cli_args("report", log_dir / "demo", "--out", tmp_path), tmp_path)
     assert "Official score" in report.stdout
-    with open(tmp_path / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(tmp_path / "results.csv")
     assert {(r["machine_type"], r["domain"], r["status"]) for r in rows} == {
         (m, d, "completed") for m in ("fan", "valve") for d in ("source", "target")
     }

@@ -1,10 +1,9 @@
 """A real Hydra multirun over machine types, a failing job among them, and the results report."""
 
-import csv
 import json
 
 import pytest
-from conftest import CSV_ONLY, cli_args, read_wandb_run, run_cli, train_args
+from conftest import CSV_ONLY, cli_args, read_csv, read_wandb_run, run_cli, train_args
 from scipy import stats
 
 from asd_ganomaly.results.report import collect_runs, summarise, write_report
@@ -31,8 +30,7 @@ def test_report_csv_markdown_and_scores(sweep, tmp_path):
     sweep_dir, _ = sweep
     result = run_cli(cli_args("report", sweep_dir, "--out", tmp_path), cwd=tmp_path)
     assert "Official score" in result.stdout
-    with open(tmp_path / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(tmp_path / "results.csv")
     done = [r for r in rows if r["status"] == "completed"]
     assert {(r["machine_type"], r["domain"]) for r in done} == {
         (m, d) for m in ("fan", "valve") for d in ("source", "target")
@@ -54,6 +52,7 @@ def test_report_csv_markdown_and_scores(sweep, tmp_path):
 def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root):
     sweep_dir, _ = sweep
     before = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("metrics.json")}
+    assert before, f"no metrics.json below {sweep_dir}: nothing to check is left as it was"
     work = sweep_dir.parent.parent
     overrides = ["experiment=dev_all", "data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=2"]
     args = train_args(synthetic_root, work, *overrides, *CSV_ONLY)

@@ -1,7 +1,6 @@
 """The training app end to end on synthetic data (``asd_ganomaly/train.py`` through its CLI): metrics, resume
 equivalence, W&B offline files, failures, a full disk, an unreachable W&B, determinism, SIGTERM and resume."""
 
-import csv
 import json
 import os
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CSV_ONLY, cli_args, find_run, read_wandb_run, run_cli, train_args
+from conftest import CSV_ONLY, cli_args, find_run, read_csv, read_wandb_run, run_cli, train_args
 
 pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
@@ -24,11 +23,6 @@ def train(root: Path, log_dir: Path, *overrides: str, check: bool = True, multir
 
 def run_dir(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
     return find_run(log_dir, machine, section)
-
-
-def read_scores(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def test_run_writes_metrics_scores_checkpoint_and_detects_clear_anomalies(traine
         assert set(metrics["metrics"][domain]) >= {"auc", "pauc", "precision", "recall", "f1"}
     assert metrics["metrics"]["source"]["auc"] > 0.8, metrics["metrics"]
     assert metrics["config"]["model"]["loss"]["w_rec"] == 50.0
-    rows = read_scores(trained / "scores.csv")
+    rows = read_csv(trained / "scores.csv")
     assert len(rows) == 40 and {r["domain"] for r in rows} == {"source", "target"}
     assert (trained / "model.ckpt").exists() and (trained / "checkpoints" / "last.ckpt").exists()
     assert (trained / "roc.png").stat().st_size > 1000
@@ -79,7 +73,7 @@ def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthet
     assert sorted(r["config"]["model"]["loss"]["w_rec"] for r in records) == [7.5, 50.0]
     assert len({p.parent.parent.name for p in runs}) == 2, "each loss weight gets its own folder"
     assert {r["varied"][0] for r in records} == {"model.loss.w_rec=7.5", "model.loss.w_rec=50"}
-    scores = [[row["score"] for row in read_scores(p.parent / "scores.csv")] for p in runs]
+    scores = [[row["score"] for row in read_csv(p.parent / "scores.csv")] for p in runs]
     assert scores[0] != scores[1], "the two loss weights trained two different models"
     for path, record in zip(runs, records, strict=True):
         assert path.parent.parent.name == record["run_id"] and record["run_id"].endswith(record["config_hash"])
@@ -179,8 +173,7 @@ def test_two_runs_with_the_same_seed_give_identical_scores(synthetic_root, tmp_p
     for name in ("a", "b"):
         log_dir = tmp_path / name / "logs"
         run_cli(train_args(synthetic_root, tmp_path / name, "trainer.max_epochs=2", *CSV_ONLY), tmp_path)
-        with open(run_dir(log_dir) / "scores.csv") as handle:
-            scores.append([row["score"] for row in csv.DictReader(handle)])
+        scores.append([row["score"] for row in read_csv(run_dir(log_dir) / "scores.csv")])
     assert scores[0] == scores[1]
 
 

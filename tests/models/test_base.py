@@ -3,6 +3,7 @@ features kept on the device, torch.compile (``asd_ganomaly/models/base.py``)."""
 
 import pytest
 import torch
+from conftest import small_ganomaly_config
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.datamodule import TensorBatches
@@ -12,7 +13,7 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
 def trained_small_module(**overrides):
-    cfg = compose_config("model=ganomaly_small", "data.features.frames=64")
+    cfg = small_ganomaly_config()
     module = instantiate(cfg.model, **overrides)
     torch.manual_seed(0)
     gains = torch.linspace(0.2, 3.0, 32).view(32, 1, 1)  # clips far apart, so their scores are too

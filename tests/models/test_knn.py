@@ -1,20 +1,13 @@
 """The k-NN baseline: memory bank, leave-one-out calibration, a real run, and a checkpoint scored again."""
 
-import csv
-
 import pytest
 import torch
-from conftest import CSV_ONLY, find_run, run_cli, train_args
+from conftest import CSV_ONLY, find_run, read_csv, run_cli, train_args
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.knn import KNNDetector, clip_statistics
 from asd_ganomaly.runs.files import read_metrics
-
-
-def read_csv(path):
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_clip_statistics_are_band_means_then_band_stds():

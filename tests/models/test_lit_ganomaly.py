@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from conftest import small_ganomaly
 
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.models.lit_ganomaly import TrainingDivergedError
-from asd_ganomaly.train import compose_config
 
 
 def test_collapse_stops_the_run_when_configured():
@@ -25,8 +24,7 @@ def test_collapse_reinitialises_the_discriminator(caplog):
 
 
 def small_module(*overrides):
-    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", *overrides)
-    module = instantiate(cfg.model)
+    module = small_ganomaly(*overrides)
     module.fit_normalizer(torch.randn(8, 128, 64))
     return module
 

@@ -1,15 +1,12 @@
 """model.score: the chosen score, the fused score's statistics, every score's metrics, checkpoint and ONNX."""
 
-import csv
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import CSV_ONLY, find_run, run_cli, train_args
+from conftest import CSV_ONLY, find_run, read_csv, run_cli, small_ganomaly_config, train_args
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from test_model import compose_config
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
@@ -18,11 +15,12 @@ from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
 from asd_ganomaly.results.report import write_report
 from asd_ganomaly.runs.files import read_metrics
+from asd_ganomaly.train import compose_config
 
 
 def small_detector(score: str):
     torch.manual_seed(0)
-    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", f"++model.score={score}")
+    cfg = small_ganomaly_config(f"++model.score={score}")
     module = instantiate(cfg.model)
     module.fit_normalizer(torch.randn(16, 128, 64))
     return module, cfg
@@ -128,8 +126,7 @@ def test_metrics_carry_every_score_and_intervals(reconstruction_run):
         assert chosen["auc"] == metrics["scores"]["reconstruction"][domain]["auc"]
         assert chosen["auc_low"] <= chosen["auc"] <= chosen["auc_high"]
         assert chosen["pauc_low"] <= chosen["pauc"] <= chosen["pauc_high"]
-    with open(run / "scores.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(run / "scores.csv")
     assert all(r["score"] == r["score_rec"] for r in rows) and any(r["score"] != r["score_latent"] for r in rows)
 
 
@@ -140,10 +137,8 @@ def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_r
     out = tmp_path / "scores.csv"
     clips = str(synthetic_root / "fan" / "source_test")
     assert cli_main(["score", "--ckpt", str(run / "model.ckpt"), clips, "--out", str(out)]) == 0
-    with open(out) as handle:
-        rescored = {r["path"]: float(r["score"]) for r in csv.DictReader(handle)}
-    with open(run / "scores.csv") as handle:
-        own = {r["path"]: float(r["score_rec"]) for r in csv.DictReader(handle) if r["domain"] == "source"}
+    rescored = {r["path"]: float(r["score"]) for r in read_csv(out)}
+    own = {r["path"]: float(r["score_rec"]) for r in read_csv(run / "scores.csv") if r["domain"] == "source"}
     assert own and all(rescored[p] == pytest.approx(own[p], rel=1e-4) for p in own)
 
 

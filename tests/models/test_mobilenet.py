@@ -1,7 +1,6 @@
 """The MobileNetV2 baseline and per-machine-type training: the score formula, a classifier that learns the
 sections of synthetic machines, per-section results of a per-machine-type run, scoring and ONNX export."""
 
-import csv
 import json
 import math
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import CSV_ONLY, cli_args, run_cli, train_args
+from conftest import CSV_ONLY, cli_args, read_csv, run_cli, train_args
 
 from asd_ganomaly.data.datamodule import SectionDataModule
 from asd_ganomaly.evaluation.metrics import official_score
@@ -23,11 +22,6 @@ from asd_ganomaly.models.mobilenet import SectionClassifier, log_odds_against
 FEATURES = {"seconds": 2.0, "frames": 56}
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
 SMALL_MOBILENET = ["model.net.window=32", "model.optimizer.lr=1e-3"]  # 4 windows of 32 frames per 2 s clip
-
-
-def read_csv(path):
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

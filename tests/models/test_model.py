@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import small_ganomaly
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.models.ganomaly import Decoder, Encoder, GANomaly
-from asd_ganomaly.models.lit_ganomaly import GANomalyModule, TrainingDivergedError
+from asd_ganomaly.models.lit_ganomaly import TrainingDivergedError
 from asd_ganomaly.models.loss import GeneratorLoss
 from asd_ganomaly.train import compose_config
 
@@ -63,14 +64,9 @@ def test_encoder_block_order_is_conv_leakyrelu_batchnorm():
     assert Decoder(8, [4, 1], [2, 2]).total_stride == 4
 
 
-def small_module(*overrides: str) -> GANomalyModule:
-    cfg = compose_config("model=ganomaly_small", "data.features.frames=64", *overrides)
-    return instantiate(cfg.model)
-
-
 def test_loss_weights_from_the_command_line_reach_the_loss():
     overrides = ("model.loss.w_rec=10", "model.loss.w_adv=0.5", "model.optimizer_g.lr=0.01", "model.loss.ano=l2")
-    module = small_module(*overrides)
+    module = small_ganomaly(*overrides)
     assert (module.loss.w_rec, module.loss.w_ano, module.loss.w_adv) == (10.0, 1.0, 0.5)
     opt_g, _ = module.configure_optimizers()[0]
     assert opt_g.param_groups[0]["lr"] == 0.01
@@ -98,7 +94,7 @@ def test_authors_loss_is_mse_with_feature_matching():
 def test_one_manual_step_changes_generator_and_discriminator():
     import lightning as L
 
-    module = small_module()
+    module = small_ganomaly()
     module.fit_normalizer(torch.randn(8, 128, 64))
     batches = TensorBatches((torch.randn(4, 128, 64),), batch_size=4)
     before_g = [p.detach().clone() for p in module.net.generator.parameters()]
@@ -117,7 +113,7 @@ def test_one_manual_step_changes_generator_and_discriminator():
 def test_non_finite_loss_stops_with_a_message_naming_the_step():
     import lightning as L
 
-    module = small_module()
+    module = small_ganomaly()
     module.fit_normalizer(torch.randn(8, 128, 64))
     bad = torch.randn(4, 128, 64)
     bad[0, 0, 0] = float("nan")
@@ -129,7 +125,7 @@ def test_non_finite_loss_stops_with_a_message_naming_the_step():
 def test_schedulers_from_config_step_each_epoch():
     import lightning as L
 
-    module = small_module(
+    module = small_ganomaly(
         "model/scheduler@model.scheduler_g=step",
         "model.scheduler_g.step_size=1",
         "model/scheduler@model.scheduler_d=cosine",
@@ -167,7 +163,7 @@ def test_small_config_standardises_bands_and_the_report_config_stays_as_publishe
     report = compose_config("model=ganomaly").model
     assert (small.normalization, small.net.decoder.output_activation, small.loss.ano) == ("standard", "none", "mse")
     assert (report.normalization, report.net.decoder.output_activation, report.loss.ano) == ("minmax", "tanh", "l2")
-    module = small_module()
+    module = small_ganomaly()
     features = torch.randn(6, 128, 64) * torch.linspace(1, 20, 128)[:, None] - 40
     module.fit_normalizer(features)
     normalised = module.normalizer(features)

@@ -1,6 +1,5 @@
 """Scoring new recordings with a checkpoint, the calibrated threshold, ONNX export, real clips end to end."""
 
-import csv
 import shutil
 from contextlib import nullcontext
 
@@ -9,17 +8,12 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from conftest import CSV_ONLY, cli_args, find_run, real_machine_layout, run_cli, train_args
+from conftest import CSV_ONLY, cli_args, find_run, read_csv, real_machine_layout, run_cli, train_args
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.inference.export import export_onnx
 from asd_ganomaly.inference.scoring import CheckpointError, load_detector, score_files
-
-
-def read_csv(path):
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
