@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
-from ..data.dcase import sweep_sections
+from ..data.dcase import section_key, sweep_sections
 
 RUN_CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.txt"
@@ -28,6 +28,25 @@ LABEL_SKIP = ("experiment", "model", "hparams_search", "data.root", *GRID_KEYS)
 
 class RunConfigMismatchError(UserError):
     """A run folder holds a run of another config."""
+
+
+def run_info(cfg: DictConfig) -> dict:
+    """What identifies a run in metrics.json and W&B: machine, section, model, config, its hash and label."""
+    identity = identity_config(cfg)
+    overrides = _task_overrides(cfg)
+    return {
+        "machine_type": cfg.data.machine_type,
+        "section": section_key(cfg.data.section),
+        "model": cfg.model.name,
+        "task": cfg.task_name,
+        "run_id": run_id(cfg, overrides),
+        "config_hash": config_hash(identity),
+        "overrides": overrides,
+        "varied": varied_overrides(overrides, cfg.get("identity_ignore") or []),
+        "data_root": str(cfg.data.root),
+        "selected_on_test": bool(cfg.select_on_test),
+        "config": identity,
+    }
 
 
 def identity_config(cfg: DictConfig) -> dict:
