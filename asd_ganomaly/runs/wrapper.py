@@ -30,7 +30,7 @@ from ..core.errors import UserError
 from . import console
 from .checks import discard_unused_run_dir
 from .files import METRICS_FILE, is_finished, run_record, write_json_atomic
-from .identity import RunConfigMismatchError, run_info
+from .identity import RunConfigMismatchError, config_section, run_info
 from .resume import SIGTERM_EXIT_CODE
 from .tracking import finish_wandb
 
@@ -73,7 +73,7 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
             finally:
                 finish_wandb()
             if multirun:
-                name = f"{cfg.model.name} {cfg.data.machine_type} sec{cfg.data.section}"
+                name = f"{cfg.model.name} {cfg.data.machine_type} sec{config_section(cfg)}"
                 seconds = time.monotonic() - started
                 logging.getLogger(console.SWEEP_LOGGER).info(
                     console.run_summary(HydraConfig.get().job.num, name, metrics, seconds, status)
@@ -96,7 +96,8 @@ def user_error(error: UserError, multirun: bool) -> None:
 
 def failure_info(cfg: DictConfig) -> dict:
     """As much of :func:`~asd_ganomaly.runs.identity.run_info` as a broken config allows: the failure handler
-    must not fail itself."""
+    must not fail itself. A section that cannot be read is recorded as -1; ``data.section: null`` as every
+    section, as in a completed run."""
     try:
         return run_info(cfg)
     except Exception:  # a missing or unresolvable key: record what can be read
@@ -106,7 +107,7 @@ def failure_info(cfg: DictConfig) -> dict:
 
         return {
             "machine_type": read("data.machine_type", None),
-            "section": read("data.section", -1) or 0,
+            "section": config_section(cfg, default=-1),
             "model": read("model.name", None),
         }
 
