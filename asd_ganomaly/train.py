@@ -16,46 +16,21 @@ Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import time
 from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .core.errors import UserError
-from .data.dcase import section_key
-from .runs import console
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .runs.checks import check_data, discard_unused_run_dir, validate_config
-from .runs.files import (
-    METRICS_FILE,
-    check_output_dir,
-    check_run_config,
-    is_finished,
-    read_metrics,
-    run_record,
-    write_json_atomic,
-    write_run_config,
-)
-from .runs.identity import (
-    RunConfigMismatchError,
-    config_hash,
-    flatten_config,
-    identity_config,
-    register_resolvers,
-    run_id,
-    varied_overrides,
-)
-from .runs.lock import RunLockedError, run_lock
-from .runs.resume import SIGTERM_EXIT_CODE, resume_checkpoint
-from .runs.tracking import finish_wandb, instantiate_callbacks, instantiate_loggers
+from .runs.checks import check_data, validate_config
+from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
+from .runs.identity import register_resolvers, run_info
+from .runs.resume import resume_checkpoint
+from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_run_args
+from .runs.wrapper import record_failure as _record_failure  # noqa: F401 (imported from here by tests)
+from .runs.wrapper import task_wrapper
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -79,56 +54,6 @@ def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictCo
         return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
-def _overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def run_info(cfg: DictConfig) -> dict:
-    """What identifies a run in metrics.json and W&B: machine, section, model, config, its hash and label."""
-    identity = identity_config(cfg)
-    overrides = _overrides()
-    return {
-        "machine_type": cfg.data.machine_type,
-        "section": section_key(cfg.data.section),
-        "model": cfg.model.name,
-        "task": cfg.task_name,
-        "run_id": run_id(cfg, overrides),
-        "config_hash": config_hash(identity),
-        "overrides": overrides,
-        "varied": varied_overrides(overrides, cfg.get("identity_ignore") or []),
-        "data_root": str(cfg.data.root),
-        "selected_on_test": bool(cfg.select_on_test),
-        "config": identity,
-    }
-
-
-def _failure_info(cfg: DictConfig) -> dict:
-    """As much of :func:`run_info` as a broken config allows: the failure handler must not fail itself."""
-    try:
-        return run_info(cfg)
-    except Exception:  # a missing or unresolvable key: record what can be read
-
-        def read(path: str, default: object) -> object:
-            return OmegaConf.select(cfg, path, default=default, throw_on_resolution_failure=False)
-
-        return {
-            "machine_type": read("data.machine_type", None),
-            "section": read("data.section", -1) or 0,
-            "model": read("model.name", None),
-        }
-
-
-def wandb_init(cfg: DictConfig, info: dict) -> dict:
-    """Extra ``wandb.init`` arguments: the whole resolved config, flattened (``model.loss.w_rec``...), and tags
-    for the model, machine, section (``all_sections`` for a per-machine-type run) and the command line's
-    overrides."""
-    section = info["section"]
-    section_tag = f"section_{section:02d}" if isinstance(section, int) else f"{section}_sections"
-    tags = [info["model"], info["machine_type"], section_tag, *info["varied"]]
-    config = flatten_config(OmegaConf.to_container(cfg, resolve=True))
-    return {"config": config, "tags": [tag[:64] for tag in tags]}
-
-
 def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.Trainer:
     """Trainer with the configured loggers and callbacks plus the run's lifecycle callbacks. In a multirun no
     progress bars or model summaries (the console shows one line per run); validation only with select_on_test."""
@@ -146,14 +71,15 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
     quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
     return hydra.utils.instantiate(
         cfg.trainer,
-        logger=instantiate_loggers(cfg.get("logger"), wandb_init(cfg, info)) or False,
+        logger=instantiate_loggers(cfg.get("logger"), wandb_run_args(cfg, info)) or False,
         callbacks=callbacks,
         limit_val_batches=1.0 if cfg.select_on_test else 0,
         **quiet,
     )
 
 
-def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
+@task_wrapper
+def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     """Fit and test one run (or skip it when finished before); returns its test metrics by logged name."""
     out = Path(cfg.paths.output_dir)
     validate_config(cfg)  # values in range and present, before anything reads them
@@ -185,72 +111,11 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point. In a multirun a failed job is recorded and the sweep goes on, and the console gets
-    one line per run (the full output is in the run's train.log)."""
-    out = Path(cfg.paths.output_dir)
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    console.route_library_logs()
-    started, metrics = time.monotonic(), {}
-    status = "skipped (finished before)" if cfg.skip_finished and is_finished(out) else "completed"
-    with console.quiet_console(multirun):
-        try:
-            with run_lock(out):  # one process per run folder; a second one is refused at once
-                metrics = train(cfg, multirun)
-        except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say the run did not finish
-            raise SystemExit(SIGTERM_EXIT_CODE) from None
-        except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
-            status = "refused"
-            log.error("%s", error)
-            _user_error(error, multirun)
-        except RunLockedError as error:  # the same run is running in another process: its files are its own
-            status = "skipped: running elsewhere"
-            log.error("%s", error)
-            _user_error(error, multirun)
-        except UserError as error:
-            status = "failed"
-            if multirun or not discard_unused_run_dir(out):  # refused before any work: leave no folder behind
-                _record_failure(cfg, out, error, traceback=False)
-            _user_error(error, multirun)
-        except Exception as error:
-            status = "failed"
-            _record_failure(cfg, out, error, traceback=True)
-            if not multirun:
-                raise
-        finally:
-            finish_wandb()
-        if multirun:
-            name = f"{cfg.model.name} {cfg.data.machine_type} sec{cfg.data.section}"
-            seconds = time.monotonic() - started
-            logging.getLogger(console.SWEEP_LOGGER).info(
-                console.run_summary(HydraConfig.get().job.num, name, metrics, seconds, status)
-            )
+    """Hydra entry point: one run, its failures handled by :func:`~asd_ganomaly.runs.wrapper.task_wrapper`;
+    returns the ``optimized_metric`` for a sweeper."""
+    metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
-
-
-def _user_error(error: UserError, multirun: bool) -> None:
-    """After a user error is logged: a sweep goes on; a single run exits 2 with one line, no traceback unless
-    HYDRA_FULL_ERROR=1."""
-    if multirun:
-        return
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise error
-    print(f"asd-train: error: {error}", file=sys.stderr)
-    raise SystemExit(2) from None
-
-
-def _record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool) -> None:
-    """Log the failure and write a failed metrics.json; a failure to record never hides the error itself."""
-    if traceback:
-        log.exception("run %s failed", out)
-    else:
-        log.error("run %s failed: %s", out, error)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        record = run_record(_failure_info(cfg), error=f"{type(error).__name__}: {error}")
-        write_json_atomic(out / METRICS_FILE, record)
-    except Exception:  # a config so broken that even the record cannot be built
-        log.exception("could not write the failed metrics.json of %s (the run's error is above)", out)
 
 
 if __name__ == "__main__":

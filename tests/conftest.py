@@ -3,6 +3,7 @@ dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, ru
 writing."""
 
 import csv
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,15 @@ def write_wav(path: Path, audio, rate: int = SR, subtype: str = "PCM_16") -> Pat
     """Write ``audio`` as a WAV file (16-bit by default) and return its path."""
     sf.write(path, audio, rate, subtype=subtype)
     return path
+
+
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from asd_ganomaly.runs.lock import run_lock
+    with run_lock(sys.argv[1], wait=0):
+        print("locked", flush=True)
+        time.sleep(600)
+    """
+)
+"""A Python program that holds the run folder lock of ``argv[1]`` until it is killed (prints ``locked``)."""

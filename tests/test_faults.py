@@ -4,7 +4,7 @@ a recorded failure or a correct result."""
 import json
 
 import pytest
-from conftest import CSV_ONLY, find_run, run_cli, train_args
+from conftest import CSV_ONLY, LOCK_HOLDER, find_run, run_cli, train_args
 
 
 @pytest.mark.slow
@@ -84,10 +84,8 @@ def test_a_second_process_on_a_running_runs_folder_exits_at_once_naming_the_hold
     import subprocess
     import sys
 
-    from test_lock import HOLD
-
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         args = [*train_args(synthetic_root, tmp_path, *CSV_ONLY), f"hydra.run.dir={run}"]

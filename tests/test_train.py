@@ -13,6 +13,8 @@ import pytest
 import torch
 from conftest import CSV_ONLY, cli_args, find_run, read_csv, read_wandb_run, run_cli, train_args
 
+from asd_ganomaly.data.dcase import ALL_SECTIONS
+
 pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
 
@@ -224,3 +226,14 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference / "logs"))
     assert ours.keys() == theirs.keys()
     assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6
+
+
+def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_0(tmp_path):
+    """``data.section=null`` (every section of a machine type) in a sweep whose config is too broken for the full
+    record (no data.root): the failed metrics.json says every section, as a completed run would."""
+    log_dir = tmp_path / "logs"
+    args = train_args(tmp_path / "absent", tmp_path, "~data.root", "data.section=null", "logger=csv", multirun=True)
+    run_cli(args, cwd=tmp_path)  # a sweep records its failed jobs and goes on
+    records = [json.loads(path.read_text()) for path in log_dir.rglob("metrics.json")]
+    assert len(records) == 1 and records[0]["status"] == "failed" and "data.root is not set" in records[0]["error"]
+    assert records[0]["machine_type"] == "fan" and records[0]["section"] == ALL_SECTIONS

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..core.errors import UserError
 from ..data.audio import AudioError, check_header
 from ..data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
+from .identity import SECTION_KEY, config_section
 from .lock import LOCK_FILE
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ def _data_problems(cfg: DictConfig) -> list[str]:
     problems = [
         f"{key} is not set" for key in ("data.root", "data.machine_type") if _get(cfg, key) in (_ABSENT, None, "")
     ]
-    if str(_get(cfg, "data.section")).lower() != ALL_SECTIONS:  # "all": one model per machine type
-        problems += _at_least(cfg, "data.section", 0)
+    if str(config_section(cfg, _ABSENT)).lower() != ALL_SECTIONS:  # "all": one model per machine type
+        problems += _at_least(cfg, SECTION_KEY, 0)
     problems += _at_least(cfg, "data.batch_size", 1) + _at_least(cfg, "data.eval_batch_size", 1)
     problems += _at_least(cfg, "data.num_workers", 0) + _at_least(cfg, "data.max_train_clips", 1, optional=True)
     if _get(cfg, "data.on_bad_file") not in ("error", "skip"):

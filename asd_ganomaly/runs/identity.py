@@ -15,20 +15,60 @@ import re
 from collections.abc import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..core.errors import UserError
 from ..core.files import plain_name
-from ..data.dcase import sweep_sections
+from ..data.dcase import section_key, sweep_sections
 
 RUN_CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.txt"
-GRID_KEYS = ("data.machine_type", "data.section")
+SECTION_KEY = "data.section"
+"""Where a run's config names its section: a number, or ``all`` for every section of a machine type."""
+GRID_KEYS = ("data.machine_type", SECTION_KEY)
 # overrides that are already in the folder path (task, model) or too long to be a label (paths)
 LABEL_SKIP = ("experiment", "model", "hparams_search", "data.root", *GRID_KEYS)
 
 
+_REQUIRED = object()
+
+
 class RunConfigMismatchError(UserError):
     """A run folder holds a run of another config."""
+
+
+def config_section(cfg: DictConfig, default: object = _REQUIRED) -> int | str | None:
+    """``data.section`` of ``cfg`` as configured, resolved: a number, ``"all"`` or None (both: every section,
+    see :func:`~asd_ganomaly.data.dcase.section_key`). Where it is missing, unset (``???``) or unresolvable:
+    ``default``, or a ``KeyError`` when none is given (never None, which would mean every section)."""
+    try:
+        value = OmegaConf.select(cfg, SECTION_KEY, default=_REQUIRED, throw_on_missing=True)
+    except OmegaConfBaseException:
+        value = _REQUIRED
+    if value is _REQUIRED:
+        if default is _REQUIRED:
+            raise KeyError(f"{SECTION_KEY} is not set")
+        return default
+    return value
+
+
+def run_info(cfg: DictConfig) -> dict:
+    """What identifies a run in metrics.json and W&B: machine, section, model, config, its hash and label."""
+    identity = identity_config(cfg)
+    overrides = _task_overrides(cfg)
+    return {
+        "machine_type": cfg.data.machine_type,
+        "section": section_key(config_section(cfg)),
+        "model": cfg.model.name,
+        "task": cfg.task_name,
+        "run_id": run_id(cfg, overrides),
+        "config_hash": config_hash(identity),
+        "overrides": overrides,
+        "varied": varied_overrides(overrides, cfg.get("identity_ignore") or []),
+        "data_root": str(cfg.data.root),
+        "selected_on_test": bool(cfg.select_on_test),
+        "config": identity,
+    }
 
 
 def identity_config(cfg: DictConfig) -> dict:

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.files import atomic_output
+from .identity import flatten_config
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,17 @@ def resolve_wandb_offline(value: object) -> bool:
     if value == "auto":
         return not wandb_logged_in()
     return bool(value)
+
+
+def wandb_run_args(cfg: DictConfig, info: dict) -> dict:
+    """Extra ``wandb.init`` arguments of a run: the whole resolved config, flattened (``model.loss.w_rec``...),
+    and tags for the model, machine, section (``all_sections`` for a per-machine-type run) and the command
+    line's overrides (``info``: :func:`~asd_ganomaly.runs.identity.run_info`)."""
+    section = info["section"]
+    section_tag = f"section_{section:02d}" if isinstance(section, int) else f"{section}_sections"
+    tags = [info["model"], info["machine_type"], section_tag, *info["varied"]]
+    config = flatten_config(OmegaConf.to_container(cfg, resolve=True))
+    return {"config": config, "tags": [tag[:64] for tag in tags]}
 
 
 def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = None) -> list[Logger]:

@@ -4,21 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from conftest import LOCK_HOLDER as HOLD
 
 from asd_ganomaly.runs.lock import RunLockedError, run_lock
-
-HOLD = textwrap.dedent(
-    """
-    import sys, time
-    from asd_ganomaly.runs.lock import run_lock
-    with run_lock(sys.argv[1], wait=0):
-        print("locked", flush=True)
-        time.sleep(600)
-    """
-)
 
 
 @pytest.fixture

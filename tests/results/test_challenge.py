@@ -11,7 +11,7 @@ from conftest import CSV_ONLY, cli_args, find_run, run_cli, train_args
 from asd_ganomaly.results.challenge import SubmissionError, evaluate, parts_in, read_rows, summary
 
 EXTRA = "section_03_source_test_0099.wav"
-GROUND_TRUTH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "dcase2021-eval-ground-truth"
+GROUND_TRUTH = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dcase2021-eval-ground-truth"
 
 
 def write(path: Path, rows: list[tuple[str, object]], newline: str = "\n") -> Path:
