@@ -11,7 +11,6 @@ with the test clips drawn, not with the training seed.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -19,7 +18,7 @@ from typing import NamedTuple
 from ..evaluation.bootstrap import official_score_interval
 from ..evaluation.metrics import harmonic_mean
 from ..models.scores import SCORE_KEYS
-from ..runs.files import SCORES_FILE
+from ..runs.files import SCORES_FILE, read_scores, scores_by_domain
 from ..runs.identity import flatten_config
 
 SCORE_NAMES = tuple(name for name in SCORE_KEYS if name != "default")
@@ -75,15 +74,10 @@ def _test_scores(run_dir: Path, section: object, domain: str) -> tuple[list[floa
     """The scores and labels of one section and domain in a run's scores.csv (a per-machine-type run holds all
     its sections)."""
     try:
-        with open(run_dir / SCORES_FILE, newline="") as handle:
-            rows = [
-                r
-                for r in csv.DictReader(handle)
-                if r["domain"] == domain and (section is None or str(r.get("section", section)) == str(section))
-            ]
+        rows = read_scores(run_dir / SCORES_FILE)
     except OSError:
         return None
-    return [float(r["score"]) for r in rows], [int(r["label"]) for r in rows]
+    return scores_by_domain(rows, section).get(domain, ([], []))
 
 
 def official_interval(rows: list[dict]) -> tuple[float, float] | None:
