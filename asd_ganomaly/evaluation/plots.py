@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchmetrics.functional.classification import binary_roc
 
+from ..core.files import atomic_output
 from .metrics import auc_pauc, score_ranks
 
 DomainScores = dict[str, tuple[list[float], list[int]]]
@@ -28,10 +29,11 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _save(figure: Figure, out: str | Path) -> Path:
+    """Write the figure as a PNG through a temporary file and a rename (never half a picture under ``out``)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(out, dpi=100)
+    with atomic_output(out) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     return out
 
 
