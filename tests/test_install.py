@@ -94,3 +94,11 @@ def test_every_config_folder_is_a_declared_package(folder):
     """An undeclared config folder makes setuptools warn at every install (and ships nothing in old versions)."""
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     assert "asd_ganomaly.conf." + ".".join(folder.relative_to(REPO / "conf").parts) in packages
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in (REPO / "asd_ganomaly").rglob("__init__.py")))
+def test_every_subpackage_is_declared(folder):
+    """The package list is explicit (the config folders need it): a new subpackage must be in it, or the wheel
+    ships without it."""
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert ".".join(folder.relative_to(REPO).parts) in packages
