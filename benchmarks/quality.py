@@ -10,12 +10,23 @@ through real ``asd-train`` multiruns (one process per model and seed), four dete
   the sections (``data.section=all``) on the same data, trainer settings and seeds, tested per section like the
   others. A classifier of sections needs two: ``--quick`` then takes sections 0 and 1 for every model.
 
+Every model that trains (all but ``knn_baseline``) is also run stopped after its first optimizer step, its
+*one-step self*: the same model, data, sections and seed with ``trainer.max_epochs=1`` and
+``+trainer.limit_train_batches=1`` (one batch: one generator and one discriminator update for GANomaly), and
+for the AE and MobileNetV2, which step once per chunk of a batch's vectors or windows, one chunk as large as
+the batch. These runs are named ``<model>_onestep`` (task name and ``model.name``), so that they are kept apart
+from the trained ones; ``--no-one-step`` leaves them out.
+
 Model settings are read from ``conf/`` when the runs start, so a changed demo config is benchmarked as it is.
 Results are found by globbing ``metrics.json`` below the output folder. Printed and written to
-``<out>/quality.md``: per model the official score (its configured score) as mean and std over seeds, the
-official score of every score choice, per machine type hmean AUC/pAUC, and each seed's official score with its
-95 % bootstrap interval over the test clips. Clips are 4 s long (120 frames) instead of the demo's 10 s, so
-that 168 runs fit in well under an hour on 2 CPU cores; ``--quick`` takes one section and one seed.
+``<out>/quality.md``: per model the official score (its configured score) as mean and std over seeds with its
+learned gain, the official score of every score choice, the learned gain of every score choice, the one-step
+models' official scores, per machine type hmean AUC/pAUC, and each seed's official score with its 95 %
+bootstrap interval over the test clips. The learned gain is the official score of the trained model minus that
+of its one-step self, per seed, as mean and std over seeds; one that is not above zero reads "(no gain)": the
+training did not make that score detect better than the weights one step from their initialisation. Clips are
+4 s long (120 frames) instead of the demo's 10 s, so that the 168 trained and 126 one-step per-section runs fit
+in about an hour on 2 CPU cores; ``--quick`` takes one section and one seed.
 
     python benchmarks/quality.py --quick          # a few minutes on 2 CPU cores
     python benchmarks/quality.py --jobs 2         # 2 sections x 3 seeds, two processes at a time
@@ -45,6 +56,10 @@ from asd_ganomaly.train import CONF_DIR
 
 MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")
 PER_MACHINE_TYPE = ("mobilenetv2_baseline",)  # trained on all sections of a machine type at once
+NOT_TRAINED = ("knn_baseline",)  # fitted, not trained: no one-step self
+ONE_STEP = "_onestep"  # suffix of a one-step run's model name and task name
+CHUNKED = {"ae_baseline": "model.vectors_per_batch", "mobilenetv2_baseline": "model.windows_per_batch"}
+"""Models whose training step takes several optimizer steps, one per chunk of this size of the batch's vectors."""
 QUICK = {"sections": [0], "seeds": [0], "seconds": 4.0, "frames": 120}
 FULL = {"sections": [0, 1], "seeds": [0, 1, 2], "seconds": 4.0, "frames": 120}
 
@@ -95,18 +110,40 @@ def synthesize(root: Path, mode: dict, machines: list[str]) -> None:
     stamp.write_text(json.dumps(args))
 
 
-def train_command(label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path) -> list[str]:
+def trains(label: str) -> bool:
+    """Whether the model ``label`` takes optimizer steps, and so has a one-step self to compare with."""
+    return label not in NOT_TRAINED
+
+
+def one_step_overrides(label: str, mode: dict) -> list[str]:
+    """Overrides that stop a run of ``label`` after one optimizer step: one epoch of one batch, and for a model
+    in :data:`CHUNKED` one chunk as large as the batch's frames (its vectors or windows are fewer)."""
+    steps = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", f"model.name={label}{ONE_STEP}"]
+    if label not in CHUNKED:
+        return steps
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        frames = [f"data.features.frames={mode['frames']}"] if mode["frames"] else []
+        cfg = compose(config_name="train", overrides=["experiment=demo", *frames]).data
+    return [*steps, f"{CHUNKED[label]}={cfg.batch_size * cfg.features.frames}"]
+
+
+def train_command(
+    label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path, one_step: bool = False
+) -> list[str]:
     """One asd-train multirun: one model and seed over every machine type and section, one run at a time (``--jobs``
-    runs multiruns side by side, so the demo's parallel launcher is replaced by the basic one)."""
+    runs multiruns side by side, so the demo's parallel launcher is replaced by the basic one); with ``one_step``
+    the model's one-step self, named ``<label>_onestep``."""
     per_type = label in PER_MACHINE_TYPE
     model = per_machine_type_overrides(label, mode) if per_type else model_overrides(label)
+    if one_step:
+        model = [o for o in model if not o.startswith("model.name=")] + one_step_overrides(label, mode)
     command = [sys.executable, "-m", "asd_ganomaly.train", "experiment=demo", "hydra/launcher=basic", *model]
     command += [
         f"data.root={data}",
         f"data.machine_type={','.join(machines)}",
         f"data.section={'all' if per_type else ','.join(map(str, mode['sections']))}",
         f"seed={seed}",
-        f"task_name={label}_seed{seed}",
+        f"task_name={label}{ONE_STEP if one_step else ''}_seed{seed}",
         f"paths.log_dir={out / 'runs'}",
         f"paths.cache_dir={out / 'cache'}",
         "logger=csv",
@@ -119,6 +156,18 @@ def train_command(label: str, seed: int, mode: dict, machines: list[str], data: 
     if mode["frames"]:
         command += [f"data.features.seconds={mode['seconds']}", f"data.features.frames={mode['frames']}"]
     return command
+
+
+def commands_for(
+    models: list[str], mode: dict, machines: list[str], data: Path, out: Path, one_step: bool = True
+) -> list[list[str]]:
+    """Every model's multirun per seed, followed (``one_step``) by its one-step self's when it trains."""
+    return [
+        train_command(m, s, mode, machines, data, out, one_step=o)
+        for s in mode["seeds"]
+        for m in models
+        for o in ((False, True) if one_step and trains(m) else (False,))
+    ]
 
 
 def run_all(commands: list[list[str]], jobs: int, log_dir: Path) -> None:
@@ -259,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         "--models", nargs="+", default=[*MODELS, *PER_MACHINE_TYPE], choices=[*MODELS, *PER_MACHINE_TYPE]
     )
     parser.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES))
+    parser.add_argument("--no-one-step", action="store_true", help="skip the one-step runs (no learned gain)")
     args = parser.parse_args(argv)
     mode, suffix = (QUICK, "-quick") if args.quick else (FULL, "")
     if (widened := sections_for(args.models, mode)) is not mode:
@@ -268,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     data = Path(args.data or f"data/quality{suffix}").resolve()
     started = time.perf_counter()
     synthesize(data, mode, args.machines)
-    commands = [train_command(m, s, mode, args.machines, data, out) for s in mode["seeds"] for m in args.models]
+    commands = commands_for(args.models, mode, args.machines, data, out, one_step=not args.no_one_step)
     run_all(commands, args.jobs, out / "logs")
     summary = summarise(collect(out))
     header = [

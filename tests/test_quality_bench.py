@@ -84,3 +84,36 @@ def test_a_per_machine_type_run_is_summarised_per_section():
     assert summary["seeds"][0][0] == official_score([0.6, 0.7, 0.8, 0.9], [0.3, 0.35, 0.4, 0.45])
     assert summary["score"] == "default" and summary["choices"]["default"] == [summary["seeds"][0][0]]
     assert quality.per_section_records(records[0]) == [records[0]]
+
+
+def test_a_one_step_run_stops_after_one_optimizer_step_under_its_own_names(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for label in ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "mobilenetv2_baseline"):
+        mode = quality.sections_for([label], quality.QUICK)  # one section: a run, not a sweep, to compose
+        trained = quality.train_command(label, 1, mode, ["fan"], data, out)
+        command = quality.train_command(label, 1, mode, ["fan"], data, out, one_step=True)
+        assert f"task_name={label}_onestep_seed1" in command and f"task_name={label}_seed1" in trained
+        assert {"trainer.max_epochs=1", "+trainer.limit_train_batches=1"} <= set(command)
+        assert not {"trainer.max_epochs=1", "+trainer.limit_train_batches=1"} & set(trained)
+        cfg = compose_config(*command[command.index("asd_ganomaly.train") + 1 :])
+        base = compose_config(*trained[trained.index("asd_ganomaly.train") + 1 :])
+        assert cfg.model.name == f"{label}_onestep" and base.model.name == label
+        assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 1 and base.trainer.max_epochs > 1
+        assert cfg.seed == base.seed == 1 and cfg.data == base.data
+        frames = cfg.data.batch_size * cfg.data.features.frames
+        for key in ("vectors_per_batch", "windows_per_batch"):  # one chunk: one step of the AE or MobileNetV2
+            assert cfg.model.get(key) == (frames if key in base.model else None)
+        changed = {k for k in base.model if base.model[k] != cfg.model[k]}
+        assert changed <= {"name", "vectors_per_batch", "windows_per_batch"}
+
+
+def test_knn_baseline_gets_no_one_step_run(tmp_path):
+    commands = quality.commands_for(
+        ["ganomaly_demo", "knn_baseline"], quality.FULL, ["fan"], tmp_path / "data", tmp_path / "out"
+    )
+    names = [next(a.split("=")[1] for a in c if a.startswith("task_name=")) for c in commands]
+    expected = ["ganomaly_demo_seed{s}", "ganomaly_demo_onestep_seed{s}", "knn_baseline_seed{s}"]
+    assert names == [n.format(s=s) for s in quality.FULL["seeds"] for n in expected]
+    assert not quality.trains("knn_baseline") and quality.trains("ae_baseline")
+    without = quality.commands_for(["ganomaly_demo"], quality.QUICK, ["fan"], tmp_path, tmp_path, one_step=False)
+    assert len(without) == 1 and "trainer.max_epochs=1" not in without[0]
