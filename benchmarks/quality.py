@@ -259,34 +259,103 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean(values):.3f} ± {stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
-def to_markdown(summary: dict[str, dict], header: list[str]) -> str:
-    """The benchmark's tables as markdown."""
-    models = [m for m in MODELS if m in summary] + [m for m in summary if m not in MODELS]
-    lines = [*header, "", "## Official score (its configured score), mean ± std over seeds", ""]
-    lines += ["| model | score | runs | official score | per seed (95 % bootstrap interval over test clips) |"]
-    lines += ["|---|---|---|---|---|"]
+def per_seed(entry: dict, choice: str | None = None) -> dict[int, float]:
+    """A model's official score per seed (a :func:`summarise` entry): of its configured score, or of ``choice``."""
+    if choice is None:
+        return {seed: value for seed, (value, _) in entry["seeds"].items()}
+    return dict(zip(entry["seeds"], entry["choices"].get(choice, []), strict=False))
+
+
+def learned_gain(trained: dict, one_step: dict | None, choice: str | None = None) -> list[float]:
+    """Per seed that both ran, the official score of the trained model minus that of its one-step self (of the
+    configured score, or of ``choice``); empty without a one-step self or the score choice."""
+    if one_step is None:
+        return []
+    after, before = per_seed(trained, choice), per_seed(one_step, choice)
+    return [after[seed] - before[seed] for seed in sorted(after.keys() & before.keys())]
+
+
+def gain_cell(gains: list[float]) -> str:
+    """Mean ± std of the per-seed gains, signed, "(no gain)" when the mean is not above zero; "-" for none."""
+    if not gains:
+        return "-"
+    text = f"{mean(gains):+.3f} ± {stdev(gains) if len(gains) > 1 else 0.0:.3f}"
+    return text if mean(gains) > 0 else f"{text} (no gain)"
+
+
+def _main_table(summary: dict[str, dict], models: list[str]) -> list[str]:
+    """The main table: official score of the configured score, its learned gain, each seed's interval."""
+    lines = ["## Official score (its configured score), mean ± std over seeds", ""]
+    columns = [
+        "model",
+        "score",
+        "runs",
+        "official score",
+        "learned gain",
+        "per seed (95 % bootstrap interval over test clips)",
+    ]
+    lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for m in models:
         s = summary[m]
         seeds = ", ".join(
             f"{seed}: {v:.3f} ({iv[0]:.3f}-{iv[1]:.3f})" if iv else f"{seed}: {v:.3f}"
             for seed, (v, iv) in s["seeds"].items()
         )
-        lines.append(
-            f"| {m} | {s['score']} | {s['runs']} | {_mean_std([v for v, _ in s['seeds'].values()])} | {seeds} |"
-        )
-    names = SCORE_NAMES
-    lines += ["", "## Official score of every score choice, mean ± std over seeds", ""]
-    lines += ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for m in models:
-        cells = [_mean_std(summary[m]["choices"][n]) if n in summary[m]["choices"] else "-" for n in names]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        gain = gain_cell(learned_gain(s, summary.get(m + ONE_STEP)))
+        official = _mean_std([v for v, _ in s["seeds"].values()])
+        lines.append(f"| {m} | {s['score']} | {s['runs']} | {official} | {gain} | {seeds} |")
+    note = "Learned gain: official score minus that of the same model, data and seed stopped after one optimizer step"
+    note += " (its one-step self), mean ± std over seeds of the per-seed differences; - without one (knn_baseline"
+    note += " does not train)."
+    return [*lines, "", note]
+
+
+def _choice_table(title: str, rows: dict[str, list[str]]) -> list[str]:
+    """A table titled ``title`` of one row of cells per model, a column per score choice."""
+    lines = ["", f"## {title}", "", "| model | " + " | ".join(SCORE_NAMES) + " |"]
+    lines.append("|---|" + "---|" * len(SCORE_NAMES))
+    return lines + [f"| {m} | " + " | ".join(cells) + " |" for m, cells in rows.items()]
+
+
+def _choice_tables(summary: dict[str, dict], models: list[str]) -> list[str]:
+    """Per score choice: official scores, then (with one-step runs) learned gains and one-step scores."""
+
+    def official(entry: dict, name: str) -> str:
+        return _mean_std(entry["choices"][name]) if name in entry["choices"] else "-"
+
+    one_step = [m + ONE_STEP for m in models if m + ONE_STEP in summary]
+    title = "Official score of every score choice, mean ± std over seeds"
+    lines = _choice_table(title, {m: [official(summary[m], n) for n in SCORE_NAMES] for m in models})
+    if not one_step:
+        return lines
+    gains = {
+        m: [gain_cell(learned_gain(summary[m], summary[m + ONE_STEP], n)) for n in SCORE_NAMES]
+        for m in models
+        if m + ONE_STEP in summary
+    }
+    title = "Learned gain of every score choice: trained minus one-step official score, mean ± std over seeds"
+    lines += _choice_table(title, gains)
+    title = "One-step models (stopped after one optimizer step): official score of every score choice"
+    return lines + _choice_table(title, {m: [official(summary[m], n) for n in SCORE_NAMES] for m in one_step})
+
+
+def _machine_table(summary: dict[str, dict], models: list[str]) -> list[str]:
+    """hmean AUC / pAUC per machine type of the configured score."""
     machines = [t for t in MACHINE_TYPES if any(t in summary[m]["machines"] for m in models)]
-    lines += ["", "## hmean AUC / pAUC per machine type (configured score, mean over seeds)", ""]
+    lines = ["", "## hmean AUC / pAUC per machine type (configured score, mean over seeds)", ""]
     lines += ["| model | " + " | ".join(machines) + " |", "|---|" + "---|" * len(machines)]
     for m in models:
         cells = [f"{summary[m]['machines'][t][0]:.3f} / {summary[m]['machines'][t][1]:.3f}" for t in machines]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def to_markdown(summary: dict[str, dict], header: list[str]) -> str:
+    """The benchmark's tables as markdown; one-step models only in their own table and in the learned gains."""
+    models = [m for m in MODELS if m in summary] + [m for m in summary if m not in MODELS]
+    models = [m for m in models if not m.endswith(ONE_STEP)]
+    lines = [*header, "", *_main_table(summary, models), *_choice_tables(summary, models)]
+    return "\n".join(lines + _machine_table(summary, models)) + "\n"
 
 
 def _cpu() -> str:

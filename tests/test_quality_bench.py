@@ -86,6 +86,52 @@ def test_a_per_machine_type_run_is_summarised_per_section():
     assert quality.per_section_records(records[0]) == [records[0]]
 
 
+def test_the_learned_gain_is_the_trained_minus_the_one_step_official_score_per_seed():
+    runs = {"m": {}, "m_onestep": {}}
+    for seed, trained, one_step in ((0, (0.8, 0.7), (0.6, 0.5)), (1, (0.7, 0.7), (0.6, 0.6)), (2, (0.9, 0.9), None)):
+        runs["m"][seed] = [record("m", "fan", seed, trained)]
+        if one_step:  # seed 2 has no one-step self: left out of the gain
+            runs["m_onestep"][seed] = [record("m_onestep", "fan", seed, one_step)]
+    summary = quality.summarise(runs)
+    expected = [
+        official_score([0.8, 0.7], [0.4, 0.35]) - official_score([0.6, 0.5], [0.3, 0.25]),
+        official_score([0.7, 0.7], [0.35, 0.35]) - official_score([0.6, 0.6], [0.3, 0.3]),
+    ]
+    assert quality.learned_gain(summary["m"], summary["m_onestep"]) == expected
+    assert quality.learned_gain(summary["m"], summary["m_onestep"], "latent") == expected
+    assert quality.learned_gain(summary["m"], summary["m_onestep"], "reconstruction") == [0.0, 0.0]
+    assert quality.learned_gain(summary["m"], summary["m_onestep"], "no_such_score") == []
+    assert quality.learned_gain(summary["m"], None) == []
+    assert quality.gain_cell(expected) == f"+{mean(expected):.3f} ± {stdev(expected):.3f}"
+
+
+def test_a_gain_not_above_zero_is_labelled_no_gain():
+    assert quality.gain_cell([0.012]) == "+0.012 ± 0.000"
+    assert quality.gain_cell([-0.02, -0.01]) == f"-0.015 ± {stdev([-0.02, -0.01]):.3f} (no gain)"
+    assert quality.gain_cell([0.0]) == "+0.000 ± 0.000 (no gain)"
+    assert quality.gain_cell([]) == "-"
+
+
+def test_the_tables_give_the_gain_and_keep_one_step_models_apart():
+    runs = {
+        "ganomaly_demo": {0: [record("ganomaly_demo", "fan", 0, (0.8, 0.7))]},
+        "ganomaly_demo_onestep": {0: [record("ganomaly_demo_onestep", "fan", 0, (0.6, 0.5))]},
+        "knn_baseline": {0: [record("knn_baseline", "fan", 0, (0.6, 0.6))]},
+    }
+    runs["ganomaly_demo_onestep"][0][0]["scores"]["reconstruction"]["source"]["auc"] = 0.95
+    text = quality.to_markdown(quality.summarise(runs), ["# t"])
+    one_step_score = official_score([0.6, 0.5], [0.3, 0.25])
+    gain = official_score([0.8, 0.7], [0.4, 0.35]) - one_step_score
+    rec_gain = official_score([0.9] * 2, [0.8] * 2) - official_score([0.95, 0.9], [0.8] * 2)
+    main, choices, gains, one_step, machines = text.split("\n## ")[1:]
+    assert "learned gain" in main and f"| +{gain:.3f} ± 0.000 |" in main
+    assert f"| knn_baseline | latent | 1 | {official_score([0.6] * 2, [0.3] * 2):.3f} ± 0.000 | - |" in main
+    assert "onestep" not in main + choices + machines, "one-step models only in their own table"
+    assert gains.startswith("Learned gain") and f"| ganomaly_demo | +{gain:.3f} ± 0.000 |" in gains
+    assert f"{rec_gain:+.3f} ± 0.000 (no gain)" in gains and "knn_baseline" not in gains
+    assert one_step.startswith("One-step") and f"| ganomaly_demo_onestep | {one_step_score:.3f} ± 0.000 |" in one_step
+
+
 def test_a_one_step_run_stops_after_one_optimizer_step_under_its_own_names(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     for label in ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "mobilenetv2_baseline"):
