@@ -25,8 +25,9 @@ models' official scores, per machine type hmean AUC/pAUC, and each seed's offici
 bootstrap interval over the test clips. The learned gain is the official score of the trained model minus that
 of its one-step self, per seed, as mean and std over seeds; one that is not above zero reads "(no gain)": the
 training did not make that score detect better than the weights one step from their initialisation. Clips are
-4 s long (120 frames) instead of the demo's 10 s, so that the 168 trained and 126 one-step per-section runs fit
-in about an hour on 2 CPU cores; ``--quick`` takes one section and one seed.
+4 s long (120 frames) instead of the demo's 10 s, so that the 168 per-section runs and the 126 one-step ones
+(about 12 s of CPU each, start-up and testing) fit in under an hour on 2 CPU cores; ``--quick`` takes one section
+and one seed.
 
     python benchmarks/quality.py --quick          # a few minutes on 2 CPU cores
     python benchmarks/quality.py --jobs 2         # 2 sections x 3 seeds, two processes at a time
