@@ -38,6 +38,13 @@ class DenseAutoencoder(nn.Module):
         layers.append(nn.Linear(sizes[-1], n_mels * context))
         self.layers = nn.Sequential(*layers)
 
+    @torch.no_grad()
+    def start_at(self, mean_vector: torch.Tensor) -> None:
+        """Set the output layer's bias to ``mean_vector`` (the training vectors' mean), so that training starts from
+        the mean reconstruction instead of zero. On raw dB (tens of dB below zero) a zero bias leaves the output
+        above every input for thousands of Adam steps, and the error then ranks clips by how quiet they are."""
+        self.layers[-1].bias.copy_(mean_vector.to(self.layers[-1].bias))
+
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         """(n, context * n_mels) -> reconstruction of the same shape."""
         return self.layers(vectors)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,10 @@ class AutoencoderModule(AnomalyDetector):
     epoch sees every vector once as in the baseline (which shuffles over all clips, not within a batch).
     ``scope`` only tells ``experiment=dev_all`` its grid: ``section`` (21 runs) or ``machine_type`` (7 runs of
     ``data.section=all``, the official protocol); the run's ``data.section`` decides what it trains on.
+    ``output_bias``: ``mean`` starts the output layer's bias at the mean of the normalised training vectors, once,
+    when training starts (a buffer in the checkpoint says it was done: a resumed run keeps its weights); ``zero``
+    keeps PyTorch's initialisation (the baseline's Keras code starts at zero and converges in its ~10^5 steps; a
+    short run does not, see docs/diagnosis.md).
     """
 
     components = ("reconstruction",)
@@ -29,6 +34,7 @@ class AutoencoderModule(AnomalyDetector):
         optimizer: Callable[..., torch.optim.Optimizer],
         vectors_per_batch: int = 512,
         scope: str = "section",
+        output_bias: str = "mean",
         **base: object,
     ) -> None:
         super().__init__(**base)
@@ -37,6 +43,50 @@ class AutoencoderModule(AnomalyDetector):
         self.optimizer_factory = optimizer
         self.vectors_per_batch = vectors_per_batch
         self.scope = check_scope(scope)
+        if output_bias not in ("mean", "zero"):
+            raise ValueError(f"output_bias must be mean or zero, not {output_bias!r}")
+        self.output_bias = output_bias
+        self.register_buffer("output_started", torch.tensor(False))  # the output bias was set from the data
+
+    def on_fit_start(self) -> None:
+        """Fit the normalisation, then (``output_bias=mean``, first start only) the output bias, on the training
+        features of the DataModule."""
+        super().on_fit_start()
+        if self.output_bias == "mean" and not bool(self.output_started):
+            features = getattr(self.trainer.datamodule, "train_features", None)
+            if features is None:
+                raise RuntimeError("output_bias=mean needs a DataModule with training features")
+            self.start_output(features)
+
+    @torch.no_grad()
+    def fit_normalizer(self, train_features: torch.Tensor) -> None:
+        """Fit the normalisation (once) and, with ``output_bias=mean``, the output bias (once)."""
+        super().fit_normalizer(train_features)
+        if self.output_bias == "mean" and not bool(self.output_started):
+            self.start_output(train_features)
+
+    @torch.no_grad()
+    def start_output(self, train_features: torch.Tensor) -> None:
+        """Set the output layer's bias to the mean normalised training vector and mark it done."""
+        self.net.start_at(self.mean_vector(train_features))
+        self.output_started.fill_(True)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Weights written before ``output_started`` existed (a run's or a training checkpoint, read by Lightning or
+        by ``asd-ganomaly score``) are trained weights: they load as started."""
+        if "output_started" not in state_dict:
+            state_dict = {**state_dict, "output_started": torch.tensor(True)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @torch.no_grad()
+    def mean_vector(self, train_features: torch.Tensor) -> torch.Tensor:
+        """The mean of the normalised training context vectors, without cutting the clips into vectors: the mean
+        of each of the ``context`` frame offsets over the frames it covers, then the (per-band affine) normalisation."""
+        context, count = self.net.context, train_features.shape[-1] - self.net.context + 1
+        features = train_features.to(self.normalizer.scale.device)
+        offsets = [features[..., j : j + count].mean((0, 2), dtype=torch.float64) for j in range(context)]
+        means = torch.stack(offsets, dim=-1)
+        return self.normalizer(means.float()).T.flatten()  # (n_mels, context) -> frame-major like context_vectors
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, lr 1e-3 in the baseline."""
