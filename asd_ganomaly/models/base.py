@@ -51,11 +51,15 @@ class AnomalyDetector(L.LightningModule):
         channels_last: bool = False,
         compile_net: bool = False,
         score: str | None = None,
+        fuse: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.score_choice = score or self.components[0]
         if self.score_choice not in (*self.components, "fused"):
             raise ValueError(f"score must be one of {[*self.components, 'fused']} for {name}, not {score!r}")
+        self.fuse_components = tuple(fuse or self.components)
+        if unknown := [c for c in self.fuse_components if c not in self.components]:
+            raise ValueError(f"fuse names {unknown}, which {name} does not compute: choose from {self.components}")
         # mean and std of each component's training scores, fitted with the threshold (for the fused score)
         self.register_buffer("score_mean", torch.zeros(len(self.components)))
         self.register_buffer("score_std", torch.ones(len(self.components)))
@@ -121,9 +125,11 @@ class AnomalyDetector(L.LightningModule):
         return scores
 
     def fuse(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum of the component scores, each standardised by its training normals' mean and std."""
-        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.components], dim=-1)
-        return ((stacked - self.score_mean) / self.score_std).sum(-1)
+        """Sum of the fused components (``fuse``, default all), each standardised by its training normals' mean
+        and std."""
+        index = [self.components.index(name) for name in self.fuse_components]
+        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.fuse_components], dim=-1)
+        return ((stacked - self.score_mean[index]) / self.score_std[index]).sum(-1)
 
     def score_waveforms(self, waveforms: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Scores of waveforms (batch, samples) at the feature sample rate (``sections`` as in score_logmel)."""

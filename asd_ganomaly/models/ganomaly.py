@@ -182,24 +182,34 @@ class GANomaly(nn.Module):
         """(batch, n_mels, frames) -> (padded X, X~, Z, Z') with a channel axis added."""
         return self.generator(x.unsqueeze(1))
 
-    def scores(self, x: torch.Tensor, with_residual: bool = False) -> dict[str, torch.Tensor]:
-        """Per-clip scores: ``score`` = mean((Z - Z')^2), ``score_rec`` = mean|X - X~|,
-        ``score_disc`` = 1 - sigmoid(D(X)) (the discriminator's belief that X is not real); with
-        ``with_residual`` also ``residual``, X - X~ itself (batch, n_mels, frames).
-
-        ``score_rec`` covers the clip only, not the zero padding added up to the stride (its error says
-        nothing about the clip and would dilute the score). Every latent position sees part of the clip
-        (the padding is shorter than the stride), so ``score`` keeps them all."""
+    def profiles(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores over time of (batch, n_mels, frames): ``latent`` (batch, latent columns), the mean over channels
+        and rows of (Z - Z')^2; ``reconstruction`` (batch, frames), the mean over bands of |X - X~|; ``discriminator``
+        (batch,), 1 - sigmoid(D(X)), the discriminator's belief that X is not real; ``residual`` X - X~ itself
+        (batch, n_mels, frames). The reconstruction leaves the zero padding up to the stride out (its error says
+        nothing about the clip); every latent column sees part of the clip (the padding is shorter than the
+        stride), so ``latent`` keeps them all."""
         height, width = x.shape[-2:]
         x_pad, x_rec, z, z_prime = self(x)
         logit, _ = self.discriminator(x_pad)
-        residual = (x_pad - x_rec)[..., :height, :width]
-        scores = {
-            "score": (z - z_prime).pow(2).flatten(1).mean(1),
-            "score_rec": residual.abs().flatten(1).mean(1),
-            "score_disc": 1.0 - torch.sigmoid(logit),
+        residual = (x_pad - x_rec)[:, 0, :height, :width]
+        return {
+            "latent": (z - z_prime).pow(2).mean((1, 2)),
+            "reconstruction": residual.abs().mean(1),
+            "discriminator": 1.0 - torch.sigmoid(logit),
+            "residual": residual,
         }
-        return scores | {"residual": residual[:, 0]} if with_residual else scores
+
+    def scores(self, x: torch.Tensor, with_residual: bool = False) -> dict[str, torch.Tensor]:
+        """Per-clip scores, the means of :meth:`profiles` over time: ``score`` = mean((Z - Z')^2), ``score_rec`` =
+        mean|X - X~|, ``score_disc``; with ``with_residual`` also ``residual`` (batch, n_mels, frames)."""
+        profiles = self.profiles(x)
+        scores = {
+            "score": profiles["latent"].mean(1),
+            "score_rec": profiles["reconstruction"].mean(1),
+            "score_disc": profiles["discriminator"],
+        }
+        return scores | {"residual": profiles["residual"]} if with_residual else scores
 
 
 def init_weights(module: nn.Module) -> None:

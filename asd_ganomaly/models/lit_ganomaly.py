@@ -11,6 +11,7 @@ from .base import AnomalyDetector, TrainingDivergedError
 from .ganomaly import GANomaly, init_weights
 from .knn import KNNDetector
 from .loss import DiscriminatorLoss, GeneratorLoss
+from .windows import join_windows, pool_time, random_windows, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ class GANomalyModule(AnomalyDetector):
     ``on_collapse`` says what happens when the discriminator loss stays below ``collapse_threshold`` for
     ``collapse_patience`` steps: ``"warn"``, ``"reinit"`` (re-initialise D, as original GANomaly) or
     ``"stop"``. ``bn_train_mode_at_test`` scores with batch statistics, as the authors' code did.
+
+    ``window`` (frames; None: the whole clip, as the report) makes a window model: it trains on
+    ``windows_per_clip`` random crops of each training clip per step and scores a clip window by window, every
+    ``window_hop`` frames (default half a window), the windows' series end to end in time. ``pool`` (``mean``,
+    ``max`` or ``top``: the mean of the highest ``pool_top`` fraction) turns the latent, reconstruction and
+    discriminator scores over time into a clip's score, for whole-clip models too. ``disc_every`` runs the
+    adversarial part of training (the discriminator step and the generator's adversarial term) on every k-th batch.
     """
 
     components = ("latent", "reconstruction", "discriminator", "residual_knn")
@@ -47,11 +55,30 @@ class GANomalyModule(AnomalyDetector):
         collapse_patience: int = 20,
         bn_train_mode_at_test: bool = False,
         residual_k: int = 1,
+        window: int | None = None,
+        window_hop: int | None = None,
+        windows_per_clip: int = 1,
+        pool: str = "mean",
+        pool_top: float = 0.1,
+        disc_every: int = 1,
         **base: object,
     ) -> None:
         super().__init__(**base)
         if on_collapse not in ("warn", "reinit", "stop"):
             raise ValueError(f"on_collapse must be warn, reinit or stop, not {on_collapse!r}")
+        if window is not None and net.input_shape[-1] != window:
+            raise ValueError(
+                f"a window model's network takes windows: net.input_shape ends in {net.input_shape[-1]} frames, "
+                f"the window is {window} (set model.net.input_shape to [n_mels, {window}])"
+            )
+        if disc_every < 1 or windows_per_clip < 1:
+            raise ValueError(f"disc_every ({disc_every}) and windows_per_clip ({windows_per_clip}) must be >= 1")
+        pool_time(torch.zeros(1, 1), pool, pool_top)  # refuses an unknown pooling or top fraction now
+        self.window = window
+        self.window_hop = window_hop or max(1, (window or 2) // 2)
+        self.windows_per_clip = windows_per_clip
+        self.pool, self.pool_top = pool, pool_top
+        self.disc_every = disc_every
         self.automatic_optimization = False
         self.net = net
         self.loss = loss
@@ -99,10 +126,34 @@ class GANomalyModule(AnomalyDetector):
         if self.bn_train_mode_at_test and not self.training:
             self.net.train()
             try:
-                return self.net.scores(logmel, with_residual=True)
+                return self.pooled_scores(logmel)
             finally:
                 self.net.eval()
-        return self.net.scores(logmel, with_residual=True)
+        return self.pooled_scores(logmel)
+
+    def profiles(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's scores over time of normalised clips (see ``GANomaly.profiles``); a window model's
+        windows end to end in time (``discriminator``: one value per window, (batch, windows))."""
+        if self.window is None:
+            profiles = self.net.profiles(logmel)
+            return profiles | {"discriminator": profiles["discriminator"][:, None]}
+        batch = logmel.shape[0]
+        profiles = self.net.profiles(split_windows(logmel, self.window, self.window_hop))
+        return {
+            "latent": join_windows(profiles["latent"], batch),
+            "reconstruction": join_windows(profiles["reconstruction"], batch),
+            "discriminator": profiles["discriminator"].unflatten(0, (batch, -1)),
+            "residual": join_windows(profiles["residual"], batch),
+        }
+
+    def pooled_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``score`` (latent), ``score_rec``, ``score_disc`` pooled over time as configured, and ``residual``."""
+        profiles = self.profiles(logmel)
+        pooled = {
+            key: pool_time(profiles[name], self.pool, self.pool_top)
+            for key, name in (("score", "latent"), ("score_rec", "reconstruction"), ("score_disc", "discriminator"))
+        }
+        return pooled | {"residual": profiles["residual"]}
 
     @torch.no_grad()
     def reconstruct(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,25 +163,32 @@ class GANomalyModule(AnomalyDetector):
         return x, x_rec[:, 0, : x.shape[-2], : x.shape[-1]]
 
     def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
-        """One generator step on the weighted loss, then one discriminator step on detached X~."""
+        """One generator step on the weighted loss, then one discriminator step on detached X~. With ``disc_every``
+        k > 1 the adversarial part (the generator's adversarial term and the discriminator step) runs on every k-th
+        batch only, the others are reconstruction and latent steps at about half the cost. A window model steps on
+        random windows of the batch's clips."""
         opt_g, opt_d = self.optimizers()
         x = self.normalizer(batch[0])
+        if self.window is not None:
+            x = random_windows(x, self.window, self.windows_per_clip)
 
+        adversarial = batch_idx % self.disc_every == 0
         self.toggle_optimizer(opt_g)
         x_pad, x_rec, z, z_prime = self.net(x)
-        real, fake = self.net.discriminator(x_pad), self.net.discriminator(x_rec)
+        real, fake = (self.net.discriminator(x_pad), self.net.discriminator(x_rec)) if adversarial else (None, None)
         terms = self.loss(x_pad, x_rec, z, z_prime, real, fake)
         self.optimize(terms["loss"], opt_g, "generator")
         self.untoggle_optimizer(opt_g)
 
-        self.toggle_optimizer(opt_d)
-        loss_d = self.d_loss(self.net.discriminator(x_pad)[0], self.net.discriminator(x_rec.detach())[0])
-        self.optimize(loss_d, opt_d, "discriminator")
-        self.untoggle_optimizer(opt_d)
-        self._watch_collapse(loss_d.detach())
-
         logs = {f"train/loss_{name}": value.detach() for name, value in terms.items() if name != "loss"}
-        logs |= {"train/loss_g": terms["loss"].detach(), "train/loss_d": loss_d.detach()}
+        logs["train/loss_g"] = terms["loss"].detach()
+        if adversarial:
+            self.toggle_optimizer(opt_d)
+            loss_d = self.d_loss(self.net.discriminator(x_pad)[0], self.net.discriminator(x_rec.detach())[0])
+            self.optimize(loss_d, opt_d, "discriminator")
+            self.untoggle_optimizer(opt_d)
+            self._watch_collapse(loss_d.detach())
+            logs["train/loss_d"] = loss_d.detach()
         self.log_dict(logs, on_step=True, on_epoch=True, prog_bar=False)
         self.log("loss_g", terms["loss"].detach(), prog_bar=True, logger=False)
 

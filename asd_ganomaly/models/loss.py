@@ -37,15 +37,18 @@ class GeneratorLoss(nn.Module):
         x_rec: torch.Tensor,
         z: torch.Tensor,
         z_prime: torch.Tensor,
-        real: tuple[torch.Tensor, torch.Tensor],
-        fake: tuple[torch.Tensor, torch.Tensor],
+        real: tuple[torch.Tensor, torch.Tensor] | None,
+        fake: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
-        """Return the total ``loss`` and its terms ``rec``, ``ano``, ``adv`` (unweighted)."""
+        """Return the total ``loss`` and its terms ``rec``, ``ano``, ``adv`` (unweighted); without the
+        discriminator's outputs (``real``/``fake`` None) the adversarial term is left out and ``adv`` not returned."""
         rec = F.l1_loss(x_rec, x)
         if self.ano == "l2":
             ano = (z - z_prime).flatten(1).norm(dim=1).mean()
         else:
             ano = F.mse_loss(z_prime, z)
+        if real is None or fake is None:
+            return {"loss": self.w_rec * rec + self.w_ano * ano, "rec": rec, "ano": ano}
         if self.adv == "sigmoid_l2":
             adv = (torch.sigmoid(real[0]) - torch.sigmoid(fake[0])).abs().mean()
         else:
