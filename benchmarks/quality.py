@@ -5,6 +5,8 @@ through real ``asd-train`` multiruns (one process per model and seed), four dete
 
 * ``ganomaly_demo``: GANomaly with ``experiment=demo`` as it is in ``conf/`` (model, epochs, batch size);
 * ``ganomaly_wide``: the same with every channel count doubled (a larger model that still trains on a CPU);
+* ``ganomaly_window``: ``model=ganomaly_window`` with ``experiment=demo``'s settings, trained on 32-frame windows
+  for 50 epochs (a window step costs about half a whole-clip step);
 * ``ae_baseline`` and ``knn_baseline`` on the same data, trainer settings and sections;
 * ``mobilenetv2_baseline``: the official MobileNetV2 section classifier, one model per machine type over all
   the sections (``data.section=all``) on the same data, trainer settings and seeds, tested per section like the
@@ -55,7 +57,7 @@ from asd_ganomaly.evaluation.metrics import harmonic_mean, official_score
 from asd_ganomaly.results.tables import SCORE_NAMES, official_interval
 from asd_ganomaly.train import CONF_DIR
 
-MODELS = ("ganomaly_demo", "ganomaly_wide", "ae_baseline", "knn_baseline")
+MODELS = ("ganomaly_demo", "ganomaly_wide", "ganomaly_window", "ae_baseline", "knn_baseline")
 PER_MACHINE_TYPE = ("mobilenetv2_baseline",)  # trained on all sections of a machine type at once
 NOT_TRAINED = ("knn_baseline",)  # fitted, not trained: no one-step self
 ONE_STEP = "_onestep"  # suffix of a one-step run's model name and task name
@@ -72,6 +74,8 @@ def model_overrides(label: str) -> list[str]:
         return [f"model={label}"]
     if label == "ganomaly_demo":
         return ["model.name=ganomaly_demo"]
+    if label == "ganomaly_window":  # a step on 4 windows of 32 frames costs about half a whole-clip step
+        return ["model=ganomaly_window", "trainer.max_epochs=50"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         net = compose(config_name="train", overrides=["experiment=demo"]).model.net
     double = [2 * c for c in net.encoder.channels], [2 * c for c in net.decoder.channels[:-1]]
