@@ -19,35 +19,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from diag_ceiling import auc_per_kind, clip_kinds
-from diag_lib import build, section_metrics, summary
+from diag_lib import build, load_features, section_metrics, summary
 
-from asd_ganomaly.data.cache import extract_features
-from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES, list_clips
+from asd_ganomaly.data.dcase import MACHINE_TYPES
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.data.synth import ANOMALIES
 from asd_ganomaly.models.ae import context_vectors
 
 
 def load(root: str, sections: list[int], config: FeatureConfig, machines: list[str]) -> dict:
-    """Train/test log-mel of every (machine, section), cached next to ``root``."""
-    out = Path(f"{root.rstrip('/')}_ae_feats_{config.seconds:g}s_{config.frames}.pt")
-    if out.exists():
-        return torch.load(out)
-    data = {}
-    for machine in machines:
-        for section in sections:
-            train = [c for c in list_clips(root, machine, section, "train") if c.label != "anomaly"]
-            test = list_clips(root, machine, section, "test")
-            xtr, _ = extract_features([c.path for c in train], config, num_workers=1, progress=False)
-            xte, _ = extract_features([c.path for c in test], config, num_workers=1, progress=False)
-            data[(machine, section)] = {
-                "train": xtr,
-                "test": xte,
-                "label": torch.tensor([int(c.is_anomaly) for c in test]),
-                "domain": torch.tensor([DOMAINS.index(c.domain) for c in test]),
-            }
-    torch.save(data, out)
-    return data
+    """Train/test log-mel of every (machine, section), cached next to ``root`` per feature length."""
+    out = f"{root.rstrip('/')}_ae_feats_{config.seconds:g}s_{config.frames}.pt"
+    return load_features(root, out, config, [(m, s) for m in machines for s in sections])
 
 
 def train_ae(module, x: torch.Tensor, epochs: int, clips_per_batch: int, seed: int) -> None:

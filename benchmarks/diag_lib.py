@@ -3,6 +3,7 @@ the no-training floor, a training loop identical to GANomalyModule.training_step
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from pathlib import Path
@@ -20,16 +21,18 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SECTIONS = [(m, s) for m in MACHINE_TYPES for s in (0, 1, 2)]
 
 
-def load_features(root: str, out: str) -> dict:
-    """Train/test log-mel of every (machine, section) under ``root``, cached in one file ``out``."""
+def load_features(root: str, out: str, config: FeatureConfig | None = None, keys: list | None = None) -> dict:
+    """Train/test log-mel (``config``, default the package's) of every (machine, section) in ``keys`` (default
+    all 21) under ``root``, cached in one file ``out``."""
     if Path(out).exists():
         return torch.load(out)
+    config = config or FeatureConfig()
     data = {}
-    for machine, section in SECTIONS:
+    for machine, section in keys or SECTIONS:
         train = [c for c in list_clips(root, machine, section, "train") if c.label != "anomaly"]
         test = list_clips(root, machine, section, "test")
-        xtr, _ = extract_features([c.path for c in train], FeatureConfig(), num_workers=1, progress=False)
-        xte, _ = extract_features([c.path for c in test], FeatureConfig(), num_workers=1, progress=False)
+        xtr, _ = extract_features([c.path for c in train], config, num_workers=1, progress=False)
+        xte, _ = extract_features([c.path for c in test], config, num_workers=1, progress=False)
         data[(machine, section)] = {
             "train": xtr,
             "test": xte,
@@ -38,6 +41,26 @@ def load_features(root: str, out: str) -> dict:
         }
     torch.save(data, out)
     return data
+
+
+def experiment_parser(out: str) -> argparse.ArgumentParser:
+    """The arguments every diagnosis run takes: a name, the budget, seeds, sections, data, results file and
+    Hydra overrides."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--sections", default="all", help="all, or s0 (section 0 of every machine), s01")
+    parser.add_argument("--data", default="data/demo")
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def selected_sections(data: dict, spec: str) -> list:
+    """The (machine, section) keys of ``data`` that ``spec`` names: ``all``, or ``s`` and section digits."""
+    keep = None if spec == "all" else {int(c) for c in spec[1:]}
+    return [k for k in data if keep is None or k[1] in keep]
 
 
 def floor_scores(d: dict) -> torch.Tensor:

@@ -6,7 +6,6 @@ the demo data and print the official score of each of its scores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,12 +15,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from diag_lib import (
     build,
+    experiment_parser,
     extra_scores,
     fmt,
     load_features,
     recalibrate_bn,
     score_all,
     section_metrics,
+    selected_sections,
     steps_for,
     summary,
     timer,
@@ -39,22 +40,14 @@ def dependence(module, x: torch.Tensor) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("name")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--sections", default="all", help="all, or s0 (section 0 of every machine), s01")
-    parser.add_argument("--data", default="data/demo")
-    parser.add_argument("--out", default="data/diag_results.jsonl")
+    parser = experiment_parser("data/diag_results.jsonl")
     parser.add_argument("--bn-variants", action="store_true", help="also score with batch / recalibrated BN")
     parser.add_argument("--save", default="", help="folder for the trained state dicts")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     torch.set_num_threads(1)
     data = load_features(args.data, args.data.rstrip("/") + "_feats.pt")
-    keep = None if args.sections == "all" else {int(c) for c in args.sections[1:]}
-    keys = [k for k in data if keep is None or k[1] in keep]
+    keys = selected_sections(data, args.sections)
     for seed in [int(s) for s in args.seeds.split(",")]:
         per: dict[str, dict] = {}
         dep, start = [], timer()

@@ -10,7 +10,6 @@ folder); results are appended as JSON lines to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,7 +21,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diag_lib import build, floor_scores, fmt, load_features, section_metrics, summary, timer
+from diag_lib import (
+    build,
+    experiment_parser,
+    floor_scores,
+    fmt,
+    load_features,
+    section_metrics,
+    selected_sections,
+    summary,
+    timer,
+)
 
 
 def train(module, x: torch.Tensor, epochs: int, batch: int, limit_batches: int | None = None) -> None:
@@ -56,14 +65,7 @@ def all_scores(module, d: dict) -> dict[str, torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("name")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--sections", default="all", help="all, or s0 (section 0 of every machine), s01")
-    parser.add_argument("--data", default="data/demo")
-    parser.add_argument("--out", default="data/diag_window.jsonl")
+    parser = experiment_parser("data/diag_window.jsonl")
     parser.add_argument("--pools", nargs="+", default=["mean"], help="poolings to score with (mean, max, top)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
@@ -71,8 +73,7 @@ def main() -> None:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     data = load_features(args.data, args.data.rstrip("/") + "_feats.pt")
-    keep = None if args.sections == "all" else {int(c) for c in args.sections[1:]}
-    keys = [k for k in data if keep is None or k[1] in keep]
+    keys = selected_sections(data, args.sections)
     for seed in [int(s) for s in args.seeds.split(",")]:
         per: dict[str, dict] = {"floor": {}}
         start = timer()
