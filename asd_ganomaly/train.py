@@ -23,6 +23,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
 from .runs.checks import check_data, validate_config
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
@@ -94,8 +95,9 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = hydra.utils.instantiate(cfg.data, progress=bool(cfg.data.progress) and not multirun)
-    model = hydra.utils.instantiate(cfg.model)
-    model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    model = build_detector(model_config)
+    model.model_config = model_config
     trainer = build_trainer(cfg, out, info, multirun)
 
     resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt or dangling: fallback

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
 from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.data.synth import write_synthetic_dataset
+from asd_ganomaly.models.base import build_detector
 from asd_ganomaly.train import compose_config
 
 SWEEP_CLIPS, SWEEP_SECTIONS = 1003, 21
@@ -124,7 +124,7 @@ def bench_features(files: list[Path], device: torch.device, repeats: int) -> Non
 def build_module(model: str, device: torch.device, channels_last: bool) -> L.LightningModule:
     """The LightningModule of a model config, normalisation fitted on random features."""
     cfg = compose_config(f"model={model}", f"model.channels_last={channels_last}")
-    module = instantiate(cfg.model)
+    module = build_detector(cfg.model)
     module.fit_normalizer(torch.randn(4, 128, 312) * 10 - 40)
     return module.to(device)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES, list_clips
 from asd_ganomaly.data.features import FeatureConfig
 from asd_ganomaly.evaluation.metrics import auc_pauc, harmonic_mean
+from asd_ganomaly.models.base import build_detector
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SECTIONS = [(m, s) for m in MACHINE_TYPES for s in (0, 1, 2)]
@@ -103,7 +103,7 @@ def build(*overrides: str):
     """The LightningModule of ``model=...`` plus overrides, composed with Hydra as asd-train does."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides))
-    return instantiate(cfg.model), cfg
+    return build_detector(cfg.model), cfg
 
 
 def train_gan(module, x: torch.Tensor, steps: int, batch: int, seed: int, log_every: int = 0) -> list[dict]:

@@ -7,6 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from asd_ganomaly.models.base import RUN_KEYS, build_detector
 from asd_ganomaly.train import CONF_DIR
 from asd_ganomaly.train import compose_config as compose_with_hydra
 
@@ -21,7 +22,7 @@ def compose_config(*overrides: str):
 def test_each_model_config_builds_a_scoring_module(model):
     short = ["model.net.window=32"] if model == "mobilenetv2_baseline" else []  # 2 s clips: 63 frames
     cfg = compose_config(f"model={model}", "data.features.frames=64", "data.features.seconds=2.0", *short)
-    module = instantiate(cfg.model)
+    module = build_detector(cfg.model)
     module.fit_normalizer(torch.randn(4, 128, 64) * 10 - 40)
     if model == "knn_baseline":  # no weights to train: its memory bank is filled from training clips
         module.net.fit(torch.randn(4, 128, 64) * 10 - 40)
@@ -32,6 +33,19 @@ def test_each_model_config_builds_a_scoring_module(model):
         scores = module.score_waveforms(torch.randn(3, 32000) * 0.05, sections)
     assert scores["score"].shape == (3,) and torch.isfinite(scores["score"]).all()
     assert cfg.model.name == model
+    assert not any(hasattr(module, key) for key in RUN_KEYS)  # the run's keys steer the grid and trainer only
+
+
+@pytest.mark.parametrize(
+    ("model", "keys"), [("ae_baseline", {"scope"}), ("mobilenetv2_baseline", {"scope", "max_epochs"})]
+)
+def test_a_models_run_keys_stay_in_its_config_and_out_of_its_constructor(model, keys):
+    cfg = compose_config(f"model={model}")
+    assert keys <= set(cfg.model)  # the grid (experiment=dev_all) and trainer.max_epochs read them there
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    with pytest.raises(Exception, match="unexpected keyword argument"):
+        instantiate(node)  # the modules take no scope or max_epochs
+    assert build_detector(node).__class__.__name__ in ("AutoencoderModule", "MobileNetV2Module")
 
 
 @pytest.mark.parametrize(

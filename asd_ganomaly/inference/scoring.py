@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -23,7 +22,7 @@ from ..core.errors import UserError
 from ..core.files import atomic_output, check_output
 from ..data.audio import AudioError, read_ahead, read_wav
 from ..data.dcase import DatasetError, parse_clip_name
-from ..models.base import AnomalyDetector
+from ..models.base import AnomalyDetector, build_detector
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Anoma
         raise CheckpointError(f"{path} is a checkpoint of asd-ganomaly without weights (no state_dict)")
 
     try:
-        detector = hydra.utils.instantiate(entry["model_config"])
+        detector = build_detector(entry["model_config"])
     except Exception as error:
         raise CheckpointError(f"cannot rebuild the model of {path} from its config: {error}") from error
     if not isinstance(detector, AnomalyDetector):

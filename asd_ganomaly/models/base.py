@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+import hydra
 import lightning as L
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from ..data.dcase import DOMAINS
 from ..data.features import FeatureConfig, LogMel, Normalizer
@@ -20,11 +23,23 @@ log = logging.getLogger(__name__)
 
 
 DIVERGED_GROWTH = 1e6
+RUN_KEYS = ("scope", "max_epochs")
+"""Keys a model config may hold for the run rather than the module: ``scope`` steers ``experiment=dev_all``'s grid,
+``max_epochs`` is read by ``trainer.max_epochs``. :func:`build_detector` leaves them out of the constructor."""
 """A training loss this many times its first value is taken as diverged."""
 
 
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
+
+
+def build_detector(model_config: Mapping[str, Any] | DictConfig) -> AnomalyDetector:
+    """The detector a model config describes (resolved if a ``DictConfig``), built by Hydra without the run's keys
+    (:data:`RUN_KEYS`)."""
+    if isinstance(model_config, DictConfig):
+        model_config = OmegaConf.to_container(model_config, resolve=True)
+    node = {key: value for key, value in model_config.items() if key not in RUN_KEYS}
+    return hydra.utils.instantiate(node)
 
 
 class AnomalyDetector(L.LightningModule):

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.dcase import check_scope
 from .ae import DenseAutoencoder, context_vectors
 from .base import AnomalyDetector
 
@@ -18,8 +17,8 @@ class AutoencoderModule(AnomalyDetector):
 
     Each DataModule batch of clips is cut into context vectors, shuffled, and fed in minibatches, so an
     epoch sees every vector once as in the baseline (which shuffles over all clips, not within a batch).
-    ``scope`` only tells ``experiment=dev_all`` its grid: ``section`` (21 runs) or ``machine_type`` (7 runs of
-    ``data.section=all``, the official protocol); the run's ``data.section`` decides what it trains on.
+    The config's ``scope`` is the run's (:data:`~asd_ganomaly.models.base.RUN_KEYS`): it tells ``experiment=dev_all``
+    its grid, ``section`` (21 runs) or ``machine_type`` (7 runs of ``data.section=all``, the official protocol).
     ``output_bias``: ``mean`` starts the output layer's bias at the mean of the normalised training vectors, once,
     when training starts (a buffer in the checkpoint says it was done: a resumed run keeps its weights); ``zero``
     keeps PyTorch's initialisation (the baseline's Keras code starts at zero and converges in its ~10^5 steps; a
@@ -33,7 +32,6 @@ class AutoencoderModule(AnomalyDetector):
         net: DenseAutoencoder,
         optimizer: Callable[..., torch.optim.Optimizer],
         vectors_per_batch: int = 512,
-        scope: str = "section",
         output_bias: str = "mean",
         **base: object,
     ) -> None:
@@ -42,7 +40,6 @@ class AutoencoderModule(AnomalyDetector):
         self.net = net
         self.optimizer_factory = optimizer
         self.vectors_per_batch = vectors_per_batch
-        self.scope = check_scope(scope)
         if output_bias not in ("mean", "zero"):
             raise ValueError(f"output_bias must be mean or zero, not {output_bias!r}")
         self.output_bias = output_bias

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.dcase import check_scope
 from .base import AnomalyDetector
 from .mobilenet import SectionClassifier
 
@@ -19,9 +18,8 @@ class MobileNetV2Module(AnomalyDetector):
     ``sections`` are the section numbers the classifier knows, in class order (a clip of section
     ``sections[i]`` is class ``i``); the DataModule must hold every section of the machine type
     (``data.section=all``). Each DataModule batch of clips is cut into windows, shuffled, and fed in minibatches
-    of ``windows_per_batch`` (32 in the baseline). ``max_epochs`` is the baseline's epoch count: the trainer
-    reads it (``trainer.max_epochs``), the module only records it; likewise ``scope`` (``machine_type``: one
-    model per machine type), which ``experiment=dev_all`` reads to grid over machine types only.
+    of ``windows_per_batch`` (32 in the baseline). The config's ``max_epochs`` and ``scope`` are the run's
+    (:data:`~asd_ganomaly.models.base.RUN_KEYS`), not this module's.
     """
 
     needs_section = True
@@ -32,8 +30,6 @@ class MobileNetV2Module(AnomalyDetector):
         optimizer: Callable[..., torch.optim.Optimizer],
         sections: Sequence[int] = (0, 1, 2),
         windows_per_batch: int = 32,
-        max_epochs: int | None = None,
-        scope: str = "machine_type",
         **base: object,
     ) -> None:
         super().__init__(**base)
@@ -43,8 +39,6 @@ class MobileNetV2Module(AnomalyDetector):
         self.net = net
         self.optimizer_factory = optimizer
         self.windows_per_batch = windows_per_batch
-        self.max_epochs = max_epochs
-        self.scope = check_scope(scope)
         self.register_buffer("section_ids", torch.tensor(list(sections), dtype=torch.long))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

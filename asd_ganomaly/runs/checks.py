@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..core.errors import UserError
 from ..data.audio import AudioError, check_header
-from ..data.dcase import ALL_SECTIONS, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
+from ..data.dcase import ALL_SECTIONS, SCOPES, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
 from .identity import SECTION_KEY, config_section
 from .lock import LOCK_FILE
 
@@ -102,6 +102,9 @@ def _model_problems(cfg: DictConfig) -> list[str]:
     bad = [f"model.loss.{k} must be a number >= 0, not {v!r}" for k, v in weights.items() if not _is_number(v) or v < 0]
     if weights and not bad and not any(weights.values()):
         bad.append(f"the loss weights {sorted(weights)} are all zero: nothing would be trained")
+    scope = model.get("scope", "section")
+    if scope not in SCOPES:
+        problems.append(f"model.scope must be one of {list(SCOPES)}, not {scope!r}")
     quantile = model.get("threshold_quantile")
     if quantile is not None and not (_is_number(quantile) and 0 < quantile < 1):
         problems.append(f"model.threshold_quantile must be between 0 and 1, not {quantile!r}")

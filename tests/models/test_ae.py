@@ -3,15 +3,15 @@ on raw dB does not rank clips by how quiet they are (docs/diagnosis.md, "The AE 
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 
 from asd_ganomaly.evaluation.metrics import auc_pauc
 from asd_ganomaly.models.ae import context_vectors
+from asd_ganomaly.models.base import build_detector
 from asd_ganomaly.train import compose_config
 
 
 def ae_module(*overrides: str):
-    return instantiate(compose_config("model=ae_baseline", *overrides).model)
+    return build_detector(compose_config("model=ae_baseline", *overrides).model)
 
 
 def train_briefly(module, features: torch.Tensor, steps: int = 30) -> None:

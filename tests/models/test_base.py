@@ -7,6 +7,7 @@ from conftest import small_ganomaly_config
 from hydra.utils import instantiate
 
 from asd_ganomaly.data.datamodule import TensorBatches
+from asd_ganomaly.models.base import build_detector
 from asd_ganomaly.train import compose_config
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -96,7 +97,7 @@ def test_the_autoencoder_steps_through_optimize_and_stops_on_a_non_finite_loss()
     from asd_ganomaly.models.base import TrainingDivergedError
 
     cfg = compose_config("model=ae_baseline", "data.features.frames=64", "model.vectors_per_batch=64")
-    module = instantiate(cfg.model)
+    module = build_detector(cfg.model)
     module.fit_normalizer(torch.randn(8, 128, 64))
     before = [p.detach().clone() for p in module.net.parameters()]
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=2, **QUIET)

@@ -187,13 +187,13 @@ def test_onnx_export_of_a_mobilenet_takes_the_section(sweep, tmp_path):
 @pytest.mark.parametrize("model", ["ae_baseline", "mobilenetv2_baseline"])
 @pytest.mark.parametrize("include_features", [False, True])
 def test_onnx_export_of_both_baselines_equals_pytorch(model, include_features, tmp_path):
-    from hydra.utils import instantiate
 
+    from asd_ganomaly.models.base import build_detector
     from asd_ganomaly.train import compose_config
 
     short = ["model.net.window=32"] if model == "mobilenetv2_baseline" else []
     cfg = compose_config(f"model={model}", "data.features.seconds=2.0", "data.features.frames=56", *short)
-    detector = instantiate(cfg.model).eval()
+    detector = build_detector(cfg.model).eval()
     detector.fit_normalizer(torch.randn(4, 128, 56) * 10 - 40)
     path = export_onnx(detector, tmp_path / "m.onnx", include_features=include_features)
     x = torch.randn(3, 32000) * 0.05 if include_features else torch.randn(3, 128, 56) * 10 - 40

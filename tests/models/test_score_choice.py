@@ -12,7 +12,7 @@ from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
 from asd_ganomaly.inference.export import export_onnx
 from asd_ganomaly.inference.scoring import load_detector
-from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector
+from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector, build_detector
 from asd_ganomaly.results.report import write_report
 from asd_ganomaly.runs.files import read_metrics
 from asd_ganomaly.train import compose_config
@@ -103,7 +103,7 @@ def test_residual_knn_is_not_a_number_before_the_bank_is_filled():
 
 def test_a_score_the_model_does_not_compute_is_refused():
     with pytest.raises(InstantiationException, match="score must be one of .'reconstruction', 'fused'.*'latent'"):
-        instantiate(compose_config("model=ae_baseline", "model.score=latent").model)
+        build_detector(compose_config("model=ae_baseline", "model.score=latent").model)
     with pytest.raises(InstantiationException, match="score must be one of"):
         small_detector("loudness")
 

@@ -23,7 +23,7 @@ def config(*overrides: str):
 
 
 def test_the_shipped_configs_pass():
-    for model in ("ganomaly", "ganomaly_small", "ganomaly_authors", "ae_baseline"):
+    for model in ("ganomaly", "ganomaly_small", "ganomaly_authors", "ae_baseline", "mobilenetv2_baseline"):
         validate_config(config(f"model={model}"))
 
 
@@ -45,6 +45,10 @@ def test_the_shipped_configs_pass():
         (["data.features.n_mels=0"], "data.features.n_mels must be an integer >= 1"),
         (["data.on_bad_file=ignore"], "data.on_bad_file must be 'error' or 'skip'"),
         (["data.section=-1"], "data.section must be an integer >= 0"),
+        (
+            ["model=ae_baseline", "model.scope=machine"],
+            "model.scope must be one of .'section', 'machine_type'., not 'machine'",
+        ),
         (["model.threshold_quantile=1.5"], "model.threshold_quantile must be between 0 and 1"),
         (["~data.root"], "data.root is not set"),
         (["data.root=null"], "data.root is not set"),
