@@ -30,8 +30,8 @@ from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_fin
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
 from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_run_args
+from .runs.wrapper import one_line_user_errors, task_wrapper
 from .runs.wrapper import record_failure as _record_failure  # noqa: F401 (imported from here by tests)
-from .runs.wrapper import task_wrapper
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -112,12 +112,17 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point: one run, its failures handled by :func:`~asd_ganomaly.runs.wrapper.task_wrapper`;
+def hydra_app(cfg: DictConfig) -> float | None:
+    """The Hydra app: one run, its failures handled by :func:`~asd_ganomaly.runs.wrapper.task_wrapper`;
     returns the ``optimized_metric`` for a sweeper."""
     metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+main = one_line_user_errors(hydra_app, prog="asd-train")
+"""``asd-train``: the Hydra app, with a user error raised inside Hydra (a run folder part that is not a plain
+name) as one line and exit 2, like the run's own user errors."""
 
 
 if __name__ == "__main__":

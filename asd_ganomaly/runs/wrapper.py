@@ -10,7 +10,10 @@
 - the run folder is locked for the run's life (:mod:`~asd_ganomaly.runs.lock`): a second process on it is refused
   at once (one line, exit 2; in a multirun recorded ``skipped: running elsewhere``);
 - SIGTERM (pre-emption, ``scontrol requeue``) exits 143, not Lightning's 0: the run did not finish;
-- in a multirun the console gets one line per run (the full output is in the run's train.log).
+- in a multirun the console gets one line per run (the full output is in the run's train.log);
+- :func:`one_line_user_errors` wraps the Hydra entry point itself: a user error raised inside Hydra (a run folder
+  part that ``${plain:}`` refuses, resolved before the task runs) is one line and exit 2 as well; anything else
+  is reported as Hydra reports it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -38,6 +42,11 @@ from .resume import SIGTERM_EXIT_CODE
 from .tracking import finish_wandb
 
 log = logging.getLogger(__name__)
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+"""Hydra's switch for full tracebacks (and, here, for a user error raised with its traceback)."""
+USER_FULL_ERROR = "ASD_GANOMALY_FULL_ERROR"
+"""What the user set ``HYDRA_FULL_ERROR`` to, kept by :func:`one_line_user_errors` while it sets Hydra's to 1."""
 
 Task = Callable[[DictConfig, bool], dict[str, float]]
 """``train(cfg, multirun)``: fits and tests one run, returns its test metrics by logged name."""
@@ -96,10 +105,91 @@ def user_error(error: UserError, multirun: bool) -> None:
     HYDRA_FULL_ERROR=1."""
     if multirun:
         return
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if wants_full_error():
         raise error
-    print(f"asd-train: error: {error}", file=sys.stderr)
+    print(error_line("asd-train", error), file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def wants_full_error() -> bool:
+    """True when the user asked for tracebacks (``HYDRA_FULL_ERROR=1``, as seen before the entry point set it)."""
+    return os.environ.get(USER_FULL_ERROR, os.environ.get(FULL_ERROR)) == "1"
+
+
+def error_line(prog: str, error: BaseException) -> str:
+    """``<prog>: error: <message>`` on one line (a message of several lines joined with ``; ``)."""
+    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{prog}: error: {message}"
+
+
+def user_error_cause(error: BaseException) -> UserError | None:
+    """The first :class:`UserError` in ``error``'s chain of causes (``error`` itself included), as an OmegaConf
+    ``InterpolationResolutionError`` wraps the error of a resolver; None when there is none. Only causes: an
+    error raised while handling a user error is a bug of its own, never shown as that user error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
+@contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``os.environ[name]`` set to ``value`` (None: unset) inside the block, restored after it."""
+    before = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _report_as_hydra(error: Exception) -> None:
+    """Report ``error`` as Hydra would have (its trimmed traceback and exit 1), with Hydra's own reporter."""
+    from hydra._internal.utils import run_and_report
+
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_name != "run_job":
+        tb = tb.tb_next  # Hydra trims the frames above its run_job; start there as an uncaught error would
+    error = error.with_traceback(tb or error.__traceback__)
+
+    def reraise() -> None:
+        raise error
+
+    run_and_report(reraise)
+
+
+def one_line_user_errors(app: Callable[[], object], prog: str = "asd-train") -> Callable[[], object]:
+    """The Hydra entry point ``app`` (a ``@hydra.main`` function) with a user error raised inside Hydra itself (a
+    resolver's, wrapped in an OmegaConf error) printed as one line and exit 2, like the task's own user errors.
+    Hydra re-raises instead of printing while the app runs; every other error is then reported as Hydra
+    reports it, and ``HYDRA_FULL_ERROR=1`` still shows every traceback."""
+
+    @functools.wraps(app)
+    def entry() -> object:
+        full = wants_full_error()
+        try:
+            with _environment(USER_FULL_ERROR, "1" if full else "0"), _environment(FULL_ERROR, "1"):
+                return app()
+        except Exception as error:
+            cause = user_error_cause(error)
+            if full:
+                raise
+            if cause is None:
+                _report_as_hydra(error)
+                raise
+            print(error_line(prog, cause), file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return entry
 
 
 def failure_info(cfg: DictConfig) -> dict:
