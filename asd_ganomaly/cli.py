@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from .core.errors import UserError
+from .core.errors import USER_ERROR_EXIT, UserError, error_line
 from .data.dcase import MACHINE_TYPES
 
 
@@ -194,13 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``asd-ganomaly``; returns the exit status."""
+    """Run ``asd-ganomaly``; returns the exit status: 0, 2 for a user error (a bad argument, file or folder: one
+    line), 1 for another failure that is no bug (a download or OS error: one line)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.func(args)
-    except (UserError, ValueError, OSError, RuntimeError) as error:
-        print(f"asd-ganomaly {args.command}: error: {error}", file=sys.stderr)
+    except UserError as error:  # what the user can fix: one line, exit 2 (as asd-train and argparse)
+        print(error_line(f"asd-ganomaly {args.command}", error), file=sys.stderr)
+        return USER_ERROR_EXIT
+    except (ValueError, OSError, RuntimeError) as error:  # a failure of another kind: one line, exit 1
+        print(error_line(f"asd-ganomaly {args.command}", error), file=sys.stderr)
         return 1
     return 0
 

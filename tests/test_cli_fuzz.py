@@ -111,10 +111,10 @@ def test_score_never_writes_over_its_checkpoint_or_its_recordings(model_ckpt, sy
     ]
     for out, inputs, phrase in cases:
         result = score(ckpt, *inputs, out=out, cwd=tmp_path)
-        assert result.returncode == 1 and phrase in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert {p: p.read_bytes() for p in [ckpt, *recordings.iterdir()]} == before
     export = run_cli([CLI, "export", "--ckpt", str(ckpt), "--onnx", str(ckpt)], tmp_path, check=False)
-    assert export.returncode == 1 and "one of the inputs" in export.stderr and ckpt.read_bytes() == before[ckpt]
+    assert export.returncode == 2 and "one of the inputs" in export.stderr and ckpt.read_bytes() == before[ckpt]
 
 
 def test_score_marks_truncated_and_garbage_files_and_scores_the_rest(model_ckpt, synthetic_root, tmp_path):
@@ -151,4 +151,4 @@ def test_report_lists_malformed_metrics_json_as_bad_runs_and_refuses_a_file_as_f
     occupied = tmp_path / "file"
     occupied.write_text("keep")
     refused = run_cli([CLI, "report", str(sweep), "--out", str(occupied)], tmp_path, check=False)
-    assert refused.returncode == 1 and "is a file" in refused.stderr and occupied.read_text() == "keep"
+    assert refused.returncode == 2 and "is a file" in refused.stderr and occupied.read_text() == "keep"

@@ -4,7 +4,7 @@ a recorded failure or a correct result."""
 import json
 
 import pytest
-from conftest import CSV_ONLY, LOCK_HOLDER, find_run, run_cli, train_args
+from conftest import CLI, CSV_ONLY, LOCK_HOLDER, find_run, run_cli, train_args
 
 
 @pytest.mark.slow
@@ -98,3 +98,21 @@ def test_a_second_process_on_a_running_runs_folder_exits_at_once_naming_the_hold
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize(
+    ("command", "phrase"),
+    [
+        (["score", "--ckpt", "missing.ckpt", "a.wav"], "checkpoint missing.ckpt does not exist"),
+        (["export", "--ckpt", "missing.ckpt", "--onnx", "m.onnx"], "checkpoint missing.ckpt does not exist"),
+        (["report", "no_sweep"], "sweep folder no_sweep does not exist"),
+        (["evaluate", "no_submission", "--ground-truth", "no_truth"], "is not a folder"),
+        (["submit", "no_sweep", "--out", "sub"], "no_sweep"),
+    ],
+)
+def test_asd_ganomaly_refuses_a_user_error_in_one_line_with_exit_status_2_as_asd_train(tmp_path, command, phrase):
+    result = run_cli([CLI, *command], tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith(f"asd-ganomaly {command[0]}: error: ") and phrase in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written"

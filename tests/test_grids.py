@@ -107,7 +107,7 @@ def test_dev_all_runs_a_per_machine_type_model_once_per_machine_type(sweeps):
 def test_report_over_two_sweep_folders_sets_the_models_side_by_side(sweeps):
     work, _ = sweeps
     refused = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B")], work, check=False)
-    assert refused.returncode == 1 and "give --out" in refused.stderr
+    assert refused.returncode == 2 and "give --out" in refused.stderr
     result = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B"), "--out", str(work / "R")], work)
     assert "Side by side" in result.stdout
     rows = [r for r in read_csv(work / "R" / "results.csv") if r["status"] == "completed"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..core.errors import UserError
 from ..core.files import OutputError, atomic_output, check_output
 from ..data.dcase import ALL_SECTIONS, DOMAINS
 from ..evaluation.metrics import harmonic_mean, official_score
@@ -187,6 +188,10 @@ def summarise(rows: list[dict]) -> dict:
     return dict(by_model)
 
 
+class MissingSweepError(UserError, FileNotFoundError):
+    """A sweep folder given to the report does not exist."""
+
+
 @dataclass(frozen=True)
 class ReportFiles:
     """Where a report reads from and writes to, checked before any work."""
@@ -202,7 +207,7 @@ def report_files(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> Re
     an input."""
     folders = sweep_folders(sweep_dirs)
     if missing := [str(folder) for folder in folders if not folder.is_dir()]:
-        raise FileNotFoundError(f"sweep folder {', '.join(missing)} does not exist")
+        raise MissingSweepError(f"sweep folder {', '.join(missing)} does not exist")
     if out_dir is None and len(folders) != 1:
         raise OutputError(f"{len(folders)} sweep folders: give --out, the folder for results.csv and results.md")
     out_dir = Path(out_dir) if out_dir else folders[0]

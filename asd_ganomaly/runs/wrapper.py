@@ -32,7 +32,7 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.errors import UserError
+from ..core.errors import USER_ERROR_EXIT, UserError, error_line
 from . import console
 from .checks import discard_unused_run_dir
 from .files import METRICS_FILE, is_finished, run_record, write_json_atomic
@@ -108,18 +108,12 @@ def user_error(error: UserError, multirun: bool) -> None:
     if wants_full_error():
         raise error
     print(error_line("asd-train", error), file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(USER_ERROR_EXIT) from None
 
 
 def wants_full_error() -> bool:
     """True when the user asked for tracebacks (``HYDRA_FULL_ERROR=1``, as seen before the entry point set it)."""
     return os.environ.get(USER_FULL_ERROR, os.environ.get(FULL_ERROR)) == "1"
-
-
-def error_line(prog: str, error: BaseException) -> str:
-    """``<prog>: error: <message>`` on one line (a message of several lines joined with ``; ``)."""
-    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return f"{prog}: error: {message}"
 
 
 def user_error_cause(error: BaseException) -> UserError | None:
@@ -187,7 +181,7 @@ def one_line_user_errors(app: Callable[[], object], prog: str = "asd-train") -> 
                 _report_as_hydra(error)
                 raise
             print(error_line(prog, cause), file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(USER_ERROR_EXIT) from None
 
     return entry
 

@@ -93,7 +93,7 @@ def test_wrong_files_as_checkpoint_give_clear_errors(run, tmp_path, synthetic_ro
         load_detector(tmp_path / "unknown.ckpt")
     with pytest.raises(ValueError, match="CUDA is not available") if not torch.cuda.is_available() else nullcontext():
         load_detector(run / "model.ckpt", device="cuda")
-    assert cli_main(["score", "--ckpt", str(wav), str(wav)]) == 1
+    assert cli_main(["score", "--ckpt", str(wav), str(wav)]) == 2
 
 
 @pytest.mark.slow
@@ -151,5 +151,5 @@ def test_a_training_state_checkpoint_is_refused_naming_the_runs_model_ckpt(run, 
     wav = read_csv(run / "scores.csv")[0]["path"]
     args = ["asd_ganomaly.cli", "score", "--ckpt", str(training), "--out", str(tmp_path / "s.csv"), wav]
     result = run_cli(args, tmp_path, check=False)
-    assert result.returncode == 1 and "training-state checkpoint" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "training-state checkpoint" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "s.csv").exists()

@@ -8,10 +8,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf.errors import InterpolationResolutionError
 
-from asd_ganomaly.core.errors import UserError
+from asd_ganomaly.core.errors import UserError, error_line
 from asd_ganomaly.data.dcase import ALL_SECTIONS
 from asd_ganomaly.runs.checks import ConfigError
-from asd_ganomaly.runs.wrapper import error_line, one_line_user_errors, record_failure, user_error_cause
+from asd_ganomaly.runs.wrapper import one_line_user_errors, record_failure, user_error_cause
 from asd_ganomaly.train import CONF_DIR
 
 
