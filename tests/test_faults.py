@@ -2,9 +2,10 @@
 a recorded failure or a correct result."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import CLI, CSV_ONLY, LOCK_HOLDER, find_run, run_cli, train_args
+from conftest import CLI, CSV_ONLY, LOCK_HOLDER, find_run, run_cli, tone, train_args, write_wav
 
 
 @pytest.mark.slow
@@ -116,3 +117,25 @@ def test_asd_ganomaly_refuses_a_user_error_in_one_line_with_exit_status_2_as_asd
     (line,) = [x for x in result.stderr.splitlines() if x.strip()]
     assert line.startswith(f"asd-ganomaly {command[0]}: error: ") and phrase in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written"
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """``target``: the folders of ``source`` with every file a symbolic link to the original."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (target / path.relative_to(source)).symlink_to(path)
+    return target
+
+
+def test_a_nan_wav_is_refused_in_the_checks_before_a_run_folder_is_written(synthetic_root, tmp_path):
+    root = linked_copy(synthetic_root / "fan", tmp_path / "data" / "fan").parent
+    audio = tone(2.0)
+    audio[100] = float("nan")
+    bad = write_wav(root / "fan" / "train" / "section_00_source_train_normal_9999.wav", audio, subtype="FLOAT")
+    result = run_cli(train_args(root, tmp_path, *CSV_ONLY), tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("asd-train: error: ") and f"{bad} holds NaN or infinite samples" in line, line
+    assert not (tmp_path / "logs").exists() or not [p for p in (tmp_path / "logs").rglob("*") if p.is_file()]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir()), "no features extracted"

@@ -25,6 +25,9 @@ from ..core.errors import UserError
 
 MIN_RATE, MAX_RATE = 1_000, 384_000
 _STREAMING_SIZES = (0, 0xFFFFFFFF)  # data sizes of headers written before the length was known
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+"""The sample formats that can hold NaN or infinity (integer PCM cannot): read whole by :func:`check_header`."""
+_CHECK_BLOCK = 1 << 16  # frames read at a time when a float file's samples are checked
 
 
 class AudioError(UserError, ValueError):
@@ -60,8 +63,9 @@ def read_wav(path: str | Path, sample_rate: int = 16000, seconds: float | None =
 
 
 def check_header(path: str | Path) -> None:
-    """Raise :class:`AudioError` unless ``path``'s header is readable, plausible and its data complete
-    (reads the header only: for checking a whole dataset before training)."""
+    """Raise :class:`AudioError` unless ``path``'s header is readable, plausible and its data complete, and a
+    float file's samples are finite (for checking a whole dataset before training: an integer PCM file, as
+    every DCASE clip, is judged from its header alone; a float one is read once, in blocks)."""
     path = Path(path)
     try:
         info = sf.info(str(path))
@@ -72,6 +76,19 @@ def check_header(path: str | Path) -> None:
     if info.frames == 0:
         raise AudioError(f"{path} holds no samples")
     check_complete(path, info.frames)
+    if info.subtype in FLOAT_SUBTYPES:
+        check_finite(path)
+
+
+def check_finite(path: Path) -> None:
+    """Raise :class:`AudioError` when a sample of ``path`` is NaN or infinite (read in blocks)."""
+    try:
+        blocks = sf.blocks(str(path), blocksize=_CHECK_BLOCK, dtype="float32", always_2d=True)
+        finite = all(np.isfinite(block).all() for block in blocks)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read {path}: {error}") from error
+    if not finite:
+        raise AudioError(f"{path} holds NaN or infinite samples")
 
 
 def check_complete(path: Path, frames: int) -> None:

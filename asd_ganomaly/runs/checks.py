@@ -133,7 +133,8 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def usable_clips(clips: list[ClipInfo], skip: bool) -> list[ClipInfo]:
-    """The clips whose WAV header is readable, plausible and complete (headers only, no samples).
+    """The clips whose WAV header is readable, plausible and complete (headers only, but a float file's samples
+    read once for NaN and infinity).
 
     Unusable clips raise one :class:`AudioError` that names them, or with ``skip`` are dropped with a warning.
     """

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from conftest import tone, write_wav
 
-from asd_ganomaly.data.audio import AudioError, read_wav
+from asd_ganomaly.data.audio import AudioError, check_header, read_wav
 from asd_ganomaly.data.cache import extract_features
 from asd_ganomaly.data.features import FeatureConfig
 
@@ -151,3 +151,16 @@ def test_fuzzed_wav_bytes_give_a_clear_error_or_audio(tmp_path):
             assert path.name in str(error)
         else:
             assert audio.shape == (1600,) and np.isfinite(audio).all()
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_checks_before_training_read_a_float_file_whole_for_nan_and_inf(tmp_path, subtype, bad):
+    audio = tone(10.0)  # longer than one block of the check
+    clean = write_wav(tmp_path / "clean.wav", audio, subtype=subtype)
+    check_header(clean)
+    audio[-1] = bad  # the last sample: found only by reading the whole file
+    broken = write_wav(tmp_path / "broken.wav", audio, subtype=subtype)
+    with pytest.raises(AudioError, match="broken.wav holds NaN or infinite samples"):
+        check_header(broken)
+    check_header(write_wav(tmp_path / "pcm.wav", np.nan_to_num(audio, posinf=1.0, neginf=-1.0)))  # no NaN in PCM
