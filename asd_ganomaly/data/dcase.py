@@ -6,6 +6,10 @@ Layouts accepted under a data root (the folder that holds the machine-type folde
 * merged test folder: ``<machine>/{train,test}/section_XX_...wav``
 * DCASE 2020: ``<machine>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav`` (section = machine id,
   domain = source)
+
+A folder that mixes both conventions is listed whole, with one warning per folder naming how many clips follow
+each: a DCASE 2020 machine id and a DCASE 2021 section of the same number are not the same machine, but a mix
+can be meant (older recordings added to the training set), so it is not refused.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ GET_DATA_HINT = (
     "data.root=data/dcase2021/dev_data), or write a synthetic set with `asd-ganomaly synth data/demo` "
     "(then data.root=data/demo)"
 )
-_reported_ignored: set[tuple[Path, int]] = set()
+_reported: set[tuple[Path, str]] = set()
+"""What the listing has logged of a folder already (each folder's warnings once per process)."""
 
 
 class DatasetError(UserError, ValueError):
@@ -186,8 +191,9 @@ def list_clips(root: str | Path, machine_type: str, section: int | None, split: 
 
 def _scan(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
     """The clips of ``folder`` (``.wav`` in any case), sorted by path. Every other entry but hidden ones is
-    skipped, as the official tools do, and named in the log with the reason (once per folder and count): not a
-    DCASE clip name, a broken link, a link loop, a directory, an unreadable file."""
+    skipped, as the official tools do, and named in the log with the reason (once per folder and message): not a
+    DCASE clip name, a broken link, a link loop, a directory, an unreadable file. A mix of DCASE 2021 and 2020
+    names is listed whole, with a warning naming how many follow each."""
     clips, skipped = [], []
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
@@ -200,11 +206,37 @@ def _scan(folder: Path, machine_type: str, split: str) -> list[ClipInfo]:
             except DatasetError:
                 reason = "not a DCASE clip name"
         skipped.append(f"{path.name} ({reason})")
-    if skipped and (folder, len(skipped)) not in _reported_ignored:
-        _reported_ignored.add((folder, len(skipped)))
+    if skipped:
         shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        log.warning("%d entries skipped in %s: %s", len(skipped), folder, shown)
+        _warn_once(folder, f"{len(skipped)} entries skipped in {folder}: {shown}")
+    _warn_if_mixed(folder, clips)
     return clips
+
+
+def naming(path: Path) -> str | None:
+    """The naming convention of a clip file: ``"DCASE 2021"``, ``"DCASE 2020"`` or None (neither)."""
+    if _DCASE2021.match(path.stem):
+        return "DCASE 2021"
+    return "DCASE 2020" if _DCASE2020.match(path.stem) else None
+
+
+def _warn_if_mixed(folder: Path, clips: list[ClipInfo]) -> None:
+    """Warn (once per folder) when ``clips`` follow both the DCASE 2021 and the DCASE 2020 naming."""
+    counts = {name: sum(naming(c.path) == name for c in clips) for name in ("DCASE 2021", "DCASE 2020")}
+    if all(counts.values()):
+        _warn_once(
+            folder,
+            f"{folder} mixes {counts['DCASE 2021']} DCASE 2021 clip names (section_XX_...) and "
+            f"{counts['DCASE 2020']} DCASE 2020 names (<label>_id_XX_...): both are used, a DCASE 2020 machine "
+            "id XX taken as section XX; keep one convention per folder unless the mix is meant",
+        )
+
+
+def _warn_once(folder: Path, message: str) -> None:
+    """Log ``message`` as a warning unless it was logged for ``folder`` before in this process."""
+    if (folder, message) not in _reported:
+        _reported.add((folder, message))
+        log.warning("%s", message)
 
 
 def _unusable(path: Path) -> str | None:

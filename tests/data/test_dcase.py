@@ -118,3 +118,22 @@ def test_fuzzed_file_names_parse_or_raise_dataset_error():
         else:  # DCASE 2020: source domain only
             assert info.domain == "source" and f"id_{info.section:02d}_" in name
         assert info.label == "unknown" or info.label in name
+
+
+def test_dcase_2020_and_2021_names_in_one_folder_are_listed_with_one_warning_naming_the_counts(tmp_path, caplog):
+    train = tmp_path / "fan" / "train"
+    for i in range(3):
+        touch(train / f"section_00_source_train_normal_{i:04d}_a.wav")
+    for i in range(2):
+        touch(train / f"normal_id_00_{i:08d}.wav")
+    with caplog.at_level("WARNING", logger="asd_ganomaly.data.dcase"):
+        clips = list_clips(tmp_path, "fan", 0, "train")
+        assert len(list_clips(tmp_path, "fan", 0, "train")) == len(clips) == 5  # both kept, listed twice
+    (warning,) = [r.getMessage() for r in caplog.records if "mixes" in r.getMessage()]
+    assert f"{train} mixes 3 DCASE 2021 clip names" in warning and "and 2 DCASE 2020 names" in warning
+    (tmp_path / "fan" / "test").mkdir()
+    touch(tmp_path / "fan" / "test" / "anomaly_id_00_00000000.wav")  # one convention: no warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="asd_ganomaly.data.dcase"):
+        list_clips(tmp_path, "fan", 0, "test")
+    assert not caplog.records
