@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..core.errors import USER_ERROR_EXIT, UserError, error_line
 from . import console
@@ -118,14 +119,15 @@ def wants_full_error() -> bool:
 
 def user_error_cause(error: BaseException) -> UserError | None:
     """The first :class:`UserError` in ``error``'s chain of causes (``error`` itself included), as an OmegaConf
-    ``InterpolationResolutionError`` wraps the error of a resolver; None when there is none. Only causes: an
-    error raised while handling a user error is a bug of its own, never shown as that user error."""
+    ``InterpolationResolutionError`` wraps the error of a resolver; None when there is none. Causes, and the
+    context of an OmegaConf error only (OmegaConf clears the cause unless ``OC_CAUSE=1``): another error raised
+    while handling a user error is a bug of its own, never shown as that user error."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
         seen.add(id(error))
-        error = error.__cause__
+        error = error.__cause__ or (error.__context__ if isinstance(error, OmegaConfBaseException) else None)
     return None
 
 
