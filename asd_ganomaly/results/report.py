@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from ..core.files import OutputError, atomic_output, check_output
 from ..data.dcase import ALL_SECTIONS, DOMAINS
 from ..evaluation.metrics import harmonic_mean, official_score
+from ..evaluation.summary import NO_LABELS
 from ..runs.files import METRICS_FILE
 from .markdown import render_markdown
 from .markdown import to_markdown as to_markdown  # the notebooks' way in
@@ -113,6 +114,8 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
         }
         if base["status"] != "completed":
             return [{**base, "domain": ""}]
+        if metrics.get("labelled") is False:  # an evaluation set: scored and decided, nothing to rank against
+            return [{**base, "domain": "", "status": "unlabelled", "error": str(metrics.get("note") or NO_LABELS)}]
         rows = [
             _domain_row({**base, "section": section}, d, view)
             for section, view in _per_section(metrics)
