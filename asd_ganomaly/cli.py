@@ -39,8 +39,11 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _download(args: argparse.Namespace) -> None:
-    from .data.download import ZENODO_API, download
+    from .data.download import ZENODO_API, download, download_ground_truth
 
+    if args.kind == "ground-truth":
+        print(f"ready: {download_ground_truth(args.root, api_url=args.api_url or ZENODO_API)}")
+        return
     folders = download(args.kind, args.root, args.machines, api_url=args.api_url or ZENODO_API)
     for folder in folders:
         print(f"ready: {folder}")
@@ -155,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_synth)
 
     dl = sub.add_parser("download", help="download and unpack the DCASE 2021 Task 2 archives from Zenodo")
-    dl.add_argument("kind", choices=["dev", "additional", "eval"])
-    dl.add_argument("--root", required=True, help="writes ROOT/dev_data/<machine> or ROOT/eval_data/<machine>")
-    dl.add_argument("--machines", nargs="+", default=None, metavar="TYPE", help="default: all seven")
+    dl.add_argument(
+        "kind", choices=["dev", "additional", "eval", "ground-truth"], help="ground-truth: the evaluation set's labels"
+    )
+    dl.add_argument(
+        "--root", required=True, help="writes ROOT/dev_data/<machine>, ROOT/eval_data/<machine> or ROOT/ground_truth"
+    )
+    dl.add_argument("--machines", nargs="+", default=None, metavar="TYPE", help="default: all seven (not ground-truth)")
     dl.add_argument("--api-url", default=None, help="Zenodo API base URL (a mirror)")
     dl.set_defaults(func=_download)
 
