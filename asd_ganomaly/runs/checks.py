@@ -185,6 +185,12 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
     return train, test
 
 
+def check_selection(select_on_test: bool, test: list[ClipInfo]) -> None:
+    """Refuse ``select_on_test`` (model selection on the test AUC) for test clips without labels."""
+    if select_on_test and not any(c.is_labelled for c in test):
+        raise ConfigError("select_on_test=true selects on the test AUC, but the test clips carry no labels")
+
+
 def discard_unused_run_dir(out: Path) -> bool:
     """Remove ``out`` when it holds nothing but what Hydra writes at start (``.hydra/`` and ``*.log``) and the
     run lock, so a run refused before any work leaves no folder that a report would list. Returns True when

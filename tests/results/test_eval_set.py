@@ -145,3 +145,23 @@ def _metrics_from_scores(sweep: Path, root: Path) -> dict:
             decided = decision_metrics(torch.tensor([r["decision"] for r in mine]), labels)
             out[(section, domain)] = {"auc": auc, "pauc": pauc, **decided}
     return out
+
+
+def test_selection_on_the_test_auc_is_refused_without_labels(tmp_path):
+    from asd_ganomaly.runs.checks import ConfigError, check_selection
+
+    clips = list_clips(touch(tmp_path / "fan/test/section_03_source_test_0000.wav").parents[2], "fan", 3, "test")
+    check_selection(False, clips)
+    with pytest.raises(ConfigError, match="carry no labels"):
+        check_selection(True, clips)
+
+
+def test_scores_csv_of_unlabelled_clips_has_an_empty_label_column(tmp_path):
+    from asd_ganomaly.runs.files import write_scores
+
+    clips = [parse_clip_name(f"fan/test/section_03_source_test_000{i}.wav") for i in range(2)]
+    scores = {"score": torch.tensor([0.2, 0.8]), "index": torch.tensor([0, 1])}
+    write_scores(tmp_path / "scores.csv", clips, scores, threshold=0.5)
+    rows = read_scores(tmp_path / "scores.csv")
+    assert [(r["label"], r["decision"]) for r in rows] == [(None, 0), (None, 1)]
+    assert read_scores(tmp_path / "scores.csv", raw=True)[0]["label"] == ""
