@@ -112,6 +112,8 @@ def test_eval_all_then_submit_then_evaluate_equals_the_metrics_of_the_same_label
     for sweep in (tmp_path / "logs/eval_all", tmp_path / "per_type/eval_all"):
         records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
         assert records and all(r["status"] == "completed" and r["labelled"] is False for r in records)
+        reported = run_cli(cli_args("report", sweep, "--out", tmp_path / f"report-{sweep.parent.name}"), tmp_path)
+        assert "unlabelled: the test clips carry no labels" in reported.stdout
         submission = tmp_path / f"submission-{sweep.parent.name}"
         run_cli(cli_args("submit", sweep, "--out", submission), cwd=tmp_path)
         shown = run_cli(cli_args("evaluate", submission, "--ground-truth", root / "ground_truth"), cwd=tmp_path)
