@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
+CHALLENGE_DIR ?= data/eval
 QUALITY_ARGS ?=
 
-.PHONY: help install lock lock-check demo test test-fast lint format bench quality clean slurm-up slurm-down
+.PHONY: help install lock lock-check demo challenge test test-fast lint format bench quality clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +48,17 @@ demo: $(STAMP) $(DEMO_DIR)/.complete  ## synthesise a small dataset, sweep all 2
 	WANDB_SILENT=true $(BIN)/asd-train experiment=demo data.root=$(DEMO_DIR)
 	$(BIN)/asd-ganomaly report outputs/demo
 
+$(CHALLENGE_DIR)/.complete: | $(STAMP)
+	$(BIN)/asd-ganomaly synth $(CHALLENGE_DIR) --eval --clips-per-section 16 --test-clips 10 --seconds 2
+	touch $@
+
+challenge: $(STAMP) $(CHALLENGE_DIR)/.complete  ## a synthetic evaluation set end to end: eval_all, submit, evaluate
+	WANDB_SILENT=true $(BIN)/asd-train experiment=eval_all data.root=$(CHALLENGE_DIR) trainer=cpu \
+	  model=ganomaly_small data.batch_size=8 data.features.seconds=2.0 data.features.frames=56 \
+	  trainer.max_epochs=5 hydra/launcher=parallel
+	$(BIN)/asd-ganomaly submit outputs/eval_all --out submission/
+	$(BIN)/asd-ganomaly evaluate submission/ --ground-truth $(CHALLENGE_DIR)/ground_truth --out submission/results.csv
+
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(BIN)/pytest -q
 
@@ -74,4 +86,4 @@ slurm-down:  ## stop the cluster of slurm-up and remove its state
 	bash tests/slurm/down.sh
 
 clean:  ## remove caches and run outputs (keeps .venv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+	rm -rf outputs multirun submission .pytest_cache .ruff_cache

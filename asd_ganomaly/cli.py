@@ -19,12 +19,13 @@ from .data.dcase import MACHINE_TYPES
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from .data.synth import write_synthetic_dataset
+    from .data.synth import EVAL_SECTIONS, GROUND_TRUTH, write_synthetic_dataset, write_synthetic_eval_dataset
 
-    root = write_synthetic_dataset(
+    write = write_synthetic_eval_dataset if args.eval else write_synthetic_dataset
+    root = write(
         args.root,
         machine_types=args.machines,
-        sections=args.sections,
+        sections=args.sections or (EVAL_SECTIONS if args.eval else (0, 1, 2)),
         train_clips=args.clips_per_section,
         target_train_clips=args.target_clips,
         test_clips=args.test_clips,
@@ -33,11 +34,16 @@ def _synth(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     print(f"synthetic dataset written to {root}")
+    if args.eval:
+        print(f"its test clips carry no labels; the ground truth is in {root / GROUND_TRUTH}")
 
 
 def _download(args: argparse.Namespace) -> None:
-    from .data.download import ZENODO_API, download
+    from .data.download import ZENODO_API, download, download_ground_truth
 
+    if args.kind == "ground-truth":
+        print(f"ready: {download_ground_truth(args.root, api_url=args.api_url or ZENODO_API)}")
+        return
     folders = download(args.kind, args.root, args.machines, api_url=args.api_url or ZENODO_API)
     for folder in folders:
         print(f"ready: {folder}")
@@ -127,7 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write a synthetic dataset in the DCASE 2021 dev layout")
     synth.add_argument("root", help="folder to write <machine>/{train,source_test,target_test}/ into")
     synth.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES), metavar="TYPE", help="machine types")
-    synth.add_argument("--sections", nargs="+", type=int, default=[0, 1, 2], help="section numbers")
+    synth.add_argument(
+        "--sections", nargs="+", type=int, default=None, help="section numbers (default: 0 1 2; with --eval 3 4 5)"
+    )
+    synth.add_argument(
+        "--eval",
+        action="store_true",
+        help="the evaluation-set layout: <machine>/train/ (additional training clips), <machine>/test/ with "
+        "unlabelled names (section_03_source_test_0000.wav) and ground_truth/ground_truth_*.csv (the organisers' "
+        "format)",
+    )
     synth.add_argument(
         "--clips-per-section",
         type=int,
@@ -143,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_synth)
 
     dl = sub.add_parser("download", help="download and unpack the DCASE 2021 Task 2 archives from Zenodo")
-    dl.add_argument("kind", choices=["dev", "additional", "eval"])
-    dl.add_argument("--root", required=True, help="writes ROOT/dev_data/<machine> or ROOT/eval_data/<machine>")
-    dl.add_argument("--machines", nargs="+", default=None, metavar="TYPE", help="default: all seven")
+    dl.add_argument(
+        "kind", choices=["dev", "additional", "eval", "ground-truth"], help="ground-truth: the evaluation set's labels"
+    )
+    dl.add_argument(
+        "--root", required=True, help="writes ROOT/dev_data/<machine>, ROOT/eval_data/<machine> or ROOT/ground_truth"
+    )
+    dl.add_argument("--machines", nargs="+", default=None, metavar="TYPE", help="default: all seven (not ground-truth)")
     dl.add_argument("--api-url", default=None, help="Zenodo API base URL (a mirror)")
     dl.set_defaults(func=_download)
 

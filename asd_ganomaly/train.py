@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .runs.checks import check_data, validate_config
+from .runs.checks import check_data, check_selection, validate_config
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
@@ -89,7 +89,8 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     if cfg.skip_finished and is_finished(out):
         log.info("skipping %s: finished before (%s exists)", out, METRICS_FILE)
         return read_metrics(out).get("logged", {})
-    check_data(cfg.data)  # the clips listed and their headers read, before W&B, a run file or an epoch
+    _, test_clips = check_data(cfg.data)  # the clips listed and their headers read, before W&B, a run file or an epoch
+    check_selection(bool(cfg.select_on_test), test_clips)
     write_run_config(out, info["config"], info["overrides"])
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)

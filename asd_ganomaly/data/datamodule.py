@@ -12,7 +12,7 @@ import lightning as L
 import torch
 
 from .cache import extract_features
-from .dcase import DOMAINS, ClipInfo, check_test_labels, list_clips, parse_section
+from .dcase import DOMAINS, ClipInfo, check_test_labels, list_clips, parse_section, train_clips
 from .features import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,11 @@ class SectionDataModule(L.LightningDataModule):
     With ``section="all"`` (``section`` None) the clips of every section of the machine type.
 
     Training batches are ``(features, section)``: features (batch, n_mels, frames) and each clip's section
-    number. Test batches are ``(features, label, domain, index, section)`` with label 1 for anomaly and
-    domain 0 source / 1 target.
+    number. Test batches are ``(features, label, domain, index, section)`` with label 1 for anomaly, 0 normal,
+    -1 unlabelled (an evaluation set), and domain 0 source / 1 target.
+    ``extra_train_roots``: more data roots whose training clips of the machine type (and section) join the
+    training set, e.g. the dev set's sections 00-02 beside the additional training set's 03-05; test clips come
+    from ``root`` only.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class SectionDataModule(L.LightningDataModule):
         max_train_clips: int | None = None,
         seed: int = 0,
         progress: bool = True,
+        extra_train_roots: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -136,10 +140,12 @@ class SectionDataModule(L.LightningDataModule):
         self.max_train_clips = max_train_clips
         self.seed = seed
         self.progress = progress
+        self.extra_train_roots = [Path(r).expanduser() for r in extra_train_roots or ()]
         self.train_features: torch.Tensor | None = None
         self.train_sections: torch.Tensor | None = None
         self.test_features: torch.Tensor | None = None
         self.test_clips: list[ClipInfo] = []
+        self.labelled = True  # False for a test split without labels (after setup("test"))
 
     @property
     def device(self) -> torch.device:
@@ -170,8 +176,7 @@ class SectionDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """List the section's clips and load their (cached) features; repeated calls do nothing."""
         if stage in ("fit", None) and self.train_features is None:
-            clips = [c for c in list_clips(self.root, self.machine_type, self.section, "train")]
-            clips = [c for c in clips if c.label != "anomaly"]
+            clips = [c for c in train_clips(self.root, self.machine_type, self.section, self.extra_train_roots)]
             if self.max_train_clips:
                 clips = clips[: self.max_train_clips]
             self.train_features, kept = self._extract(clips)
@@ -179,7 +184,7 @@ class SectionDataModule(L.LightningDataModule):
             log.info("%d training clips of %s sections %s", len(kept), self.machine_type, self.sections)
         if stage in ("test", "validate", None) and self.test_features is None:
             clips = list_clips(self.root, self.machine_type, self.section, "test")
-            check_test_labels(clips)
+            self.labelled = check_test_labels(clips)
             self.test_features, self.test_clips = self._extract(clips)
 
     @staticmethod
@@ -203,7 +208,7 @@ class SectionDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         """Test batches of (features, label, domain, index, section)."""
         device = self.test_features.device
-        labels = torch.tensor([int(c.is_anomaly) for c in self.test_clips], device=device)
+        labels = torch.tensor([c.label_code for c in self.test_clips], device=device)
         domains = torch.tensor([DOMAINS.index(c.domain) for c in self.test_clips], device=device)
         index = torch.arange(len(self.test_clips), device=device)
         sections = self._sections(self.test_clips, device)

@@ -31,11 +31,17 @@ MACHINE_TYPES: tuple[str, ...] = ("fan", "gearbox", "pump", "slider", "valve", "
 
 DOMAINS: tuple[str, ...] = ("source", "target")
 LABELS: tuple[str, ...] = ("normal", "anomaly", "unknown")
+UNLABELLED = -1
+"""The label code of a test clip whose name carries no label (the evaluation set's test clips)."""
 TEST_FOLDERS: tuple[str, ...] = ("source_test", "target_test", "test")
 ALL_SECTIONS = "all"
 """``data.section`` value of per-machine-type training: one model on every section of a machine type."""
 DEV_SECTIONS: tuple[int, ...] = (0, 1, 2)
 """The sections of every machine type in the DCASE 2021 Task 2 dev set."""
+EVAL_SECTIONS: tuple[int, ...] = (3, 4, 5)
+"""The sections of every machine type in the DCASE 2021 Task 2 evaluation set (additional training + eval test)."""
+SECTION_SETS: dict[str, tuple[int, ...]] = {"dev": DEV_SECTIONS, "eval": EVAL_SECTIONS}
+"""The second argument of ``${sweep_sections:SCOPE,SET}``: the dev set's sections or the evaluation set's."""
 SCOPES: dict[str, str] = {"section": ",".join(map(str, DEV_SECTIONS)), "machine_type": ALL_SECTIONS}
 """A model's training scope (``model.scope``) and the ``data.section`` values of its dev-set grid
 (``experiment=dev_all``): one model per section, or one per machine type over all its sections."""
@@ -77,6 +83,16 @@ class ClipInfo:
     def is_anomaly(self) -> bool:
         """True for a labelled anomaly."""
         return self.label == "anomaly"
+
+    @property
+    def is_labelled(self) -> bool:
+        """True when the name says normal or anomaly (an evaluation-set test clip does not)."""
+        return self.label != "unknown"
+
+    @property
+    def label_code(self) -> int:
+        """The label as the test batches carry it: 1 anomaly, 0 normal, :data:`UNLABELLED` unknown."""
+        return int(self.is_anomaly) if self.is_labelled else UNLABELLED
 
 
 def parse_clip_name(path: str | Path, machine_type: str | None = None, split: str | None = None) -> ClipInfo:
@@ -146,10 +162,15 @@ def parse_section(value: int | str | None) -> int | None:
         raise DatasetError(f"section must be a number or {ALL_SECTIONS!r}, not {value!r}") from None
 
 
-def sweep_sections(scope: str) -> str:
-    """The ``data.section`` sweep of the dev-set grid for a model of ``scope`` (the ``${sweep_sections:...}``
-    resolver of ``conf/experiment/dev_all.yaml``): ``"0,1,2"`` per section, ``"all"`` per machine type."""
-    return SCOPES[check_scope(scope)]
+def sweep_sections(scope: str, sections: str = "dev") -> str:
+    """The ``data.section`` sweep of a grid for a model of ``scope`` (the ``${sweep_sections:...}`` resolver of
+    ``conf/experiment/dev_all.yaml`` and ``eval_all.yaml``): per section ``"0,1,2"`` (``sections="dev"``) or
+    ``"3,4,5"`` (``"eval"``), ``"all"`` per machine type."""
+    if sections not in SECTION_SETS:
+        raise DatasetError(f"the sections of a grid are one of {list(SECTION_SETS)}, not {sections!r}")
+    if check_scope(scope) == "section":
+        return ",".join(map(str, SECTION_SETS[sections]))
+    return SCOPES[scope]
 
 
 def check_scope(scope: str) -> str:
@@ -186,6 +207,23 @@ def list_clips(root: str | Path, machine_type: str, section: int | None, split: 
             f"no {split} clips of {machine_type} {which} in {[str(f) for f in existing]}; "
             f"sections found: {found or 'none'}"
         )
+    return clips
+
+
+def train_clips(
+    root: str | Path, machine_type: str, section: int | None, extra_roots: list | tuple = ()
+) -> list[ClipInfo]:
+    """The normal training clips of ``root`` and, after them, of each extra root (``data.extra_train_roots``: the
+    dev set beside the additional training set); an extra root without clips of that section adds none."""
+    clips = [c for c in list_clips(root, machine_type, section, "train") if c.label != "anomaly"]
+    for extra in extra_roots:
+        try:
+            found = list_clips(extra, machine_type, section, "train")
+        except DatasetError:
+            if section is None:
+                raise
+            continue  # e.g. section 03 asked for: the dev set has none
+        clips += [c for c in found if c.label != "anomaly"]
     return clips
 
 
@@ -256,8 +294,21 @@ def _unusable(path: Path) -> str | None:
     return None
 
 
-def check_test_labels(clips: list[ClipInfo]) -> None:
-    """Raise :class:`DatasetError` unless each section and domain present has both normal and anomaly clips."""
+def check_test_labels(clips: list[ClipInfo]) -> bool:
+    """True when every test clip is labelled, False when none is (an evaluation set: scored and decided, no AUC).
+
+    Raises :class:`DatasetError` for a mix of labelled and unlabelled clips (naming some of the unlabelled ones),
+    or for a labelled section and domain without both normal and anomaly clips.
+    """
+    unlabelled = [c for c in clips if not c.is_labelled]
+    if unlabelled and len(unlabelled) == len(clips):
+        return False
+    if unlabelled:
+        shown = ", ".join(c.path.name for c in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+        raise DatasetError(
+            f"{len(unlabelled)} of {len(clips)} test clips of {clips[0].machine_type} carry no normal/anomaly label "
+            f"while the others do: {shown} (a test split is either labelled or not)"
+        )
     for section, domain in sorted({(c.section, c.domain) for c in clips}):
         labels = {c.label for c in clips if c.domain == domain and c.section == section}
         if labels != {"normal", "anomaly"}:
@@ -265,3 +316,4 @@ def check_test_labels(clips: list[ClipInfo]) -> None:
                 f"{domain} test clips of {clips[0].machine_type} section {section:02d} have labels "
                 f"{sorted(labels)}: AUC needs both 'normal' and 'anomaly' clips"
             )
+    return True

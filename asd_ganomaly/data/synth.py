@@ -29,7 +29,7 @@ import soundfile as sf
 from scipy import signal
 from tqdm.auto import tqdm
 
-from .dcase import DOMAINS, MACHINE_TYPES
+from .dcase import DOMAINS, EVAL_SECTIONS, MACHINE_TYPES
 
 RECIPES: dict[str, dict] = {
     "fan": {"f0": (18.0, 30.0), "multiplier": 6, "harmonics": 6, "noise": 0.8, "impacts": 0.0},
@@ -203,26 +203,117 @@ def write_synthetic_dataset(
     progress: bool = True,
 ) -> Path:
     """Write a synthetic dataset: ``root/<machine>/{train,source_test,target_test}/section_XX_...wav``."""
+    _check_request(machine_types, (train_clips, test_clips, target_train_clips + 1), seconds, sample_rate)
+    root = _marked_root(root, seed, severity)
+    plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test_clips)
+    _write_plan(root, plan, seconds, sample_rate, severity, seed, progress)
+    return root
+
+
+def _check_request(machine_types: Sequence[str], counts: Sequence[int], seconds: float, sample_rate: int) -> None:
+    """Refuse unknown machine types, clip counts below 1, a length or sample rate that is not positive."""
     unknown = [m for m in machine_types if m not in RECIPES]
     if unknown:
         raise ValueError(f"unknown machine types {unknown}; valid: {list(MACHINE_TYPES)}")
-    if min(train_clips, test_clips) < 1 or target_train_clips < 0 or seconds <= 0 or sample_rate <= 0:
+    if min(counts) < 1 or seconds <= 0 or sample_rate <= 0:
         raise ValueError("clip counts, seconds and sample rate must be positive")
+
+
+def _marked_root(root: str | Path, seed: int, severity: float) -> Path:
+    """``root``, made, with the marker file that says its clips are synthetic."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text(
         f"Synthetic machine sounds written by asd-ganomaly synth (seed {seed}, severity {severity}).\n"
         "Not DCASE data: results on it are not comparable with published numbers.\n"
     )
-    plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test_clips)
+    return root
+
+
+def _write_plan(
+    root: Path, plan: list[tuple], seconds: float, sample_rate: int, severity: float, seed: int, progress: bool
+) -> None:
+    """Synthesise and write every clip of a :func:`_clip_plan` with its dev-layout name."""
     for machine, section, domain, split, label, index in tqdm(plan, desc="synthetic clips", disable=not progress):
         audio = synthesize_clip(machine, section, domain, label, index, seconds, sample_rate, severity, seed, split)
         path = clip_path(root, machine, section, domain, split, label, index, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, audio, sample_rate, subtype="PCM_16")
-    return root
 
 
 def is_synthetic(root: str | Path) -> bool:
     """True for a data root written by :func:`write_synthetic_dataset`."""
     return (Path(root) / MARKER).is_file()
+
+
+GROUND_TRUTH = "ground_truth"
+"""The folder below an evaluation root that holds the ground-truth files (``synth --eval``)."""
+
+
+def eval_test_order(machine: str, section: int, domain: str, test_clips: int, seed: int) -> list[tuple[str, int]]:
+    """The (label, index) of each unlabelled test clip ``0000``, ``0001``, ... of a section and domain: the normal
+    and anomalous clips in a fixed random order, as the evaluation set hides which is which."""
+    clips = [(label, i) for label in ("normal", "anomaly") for i in range(test_clips)]
+    order = _rng(seed, MACHINE_TYPES.index(machine), section, DOMAINS.index(domain), 11).permutation(len(clips))
+    return [clips[k] for k in order]
+
+
+def eval_test_path(root: Path, machine: str, section: int, domain: str, number: int) -> Path:
+    """An evaluation test clip's place and official name: ``<machine>/test/section_03_source_test_0000.wav``."""
+    return root / machine / "test" / f"section_{section:02d}_{domain}_test_{number:04d}.wav"
+
+
+def ground_truth_path(root: Path, machine: str, section: int, domain: str) -> Path:
+    """``<root>/ground_truth/ground_truth_<machine>_section_<XX>_<domain>_test.csv``, the organisers' file name."""
+    return root / GROUND_TRUTH / f"ground_truth_{machine}_section_{section:02d}_{domain}_test.csv"
+
+
+def write_synthetic_eval_dataset(
+    root: str | Path,
+    machine_types: Sequence[str] = MACHINE_TYPES,
+    sections: Sequence[int] = EVAL_SECTIONS,
+    train_clips: int = 1000,
+    target_train_clips: int = 3,
+    test_clips: int = 100,
+    seconds: float = 10.0,
+    sample_rate: int = 16000,
+    severity: float = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic evaluation set: additional training clips (``<machine>/train/``, labelled normal), test
+    clips without labels in their names (``<machine>/test/section_XX_<domain>_test_NNNN.wav``, ``test_clips``
+    normal and ``test_clips`` anomalous per domain, shuffled) and their labels in the organisers' ground-truth
+    files (``ground_truth/ground_truth_<machine>_section_XX_<domain>_test.csv``: ``<file name>,<0|1>``)."""
+    _check_request(machine_types, (train_clips, test_clips, target_train_clips + 1), seconds, sample_rate)
+    root = _marked_root(root, seed, severity)
+    plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test=0)
+    _write_plan(root, plan, seconds, sample_rate, severity, seed, progress)
+    parts = [(m, s, d) for m in machine_types for s in sections for d in DOMAINS]
+    for machine, section, domain in tqdm(parts, desc="synthetic evaluation clips", disable=not progress):
+        _write_eval_part(root, machine, section, domain, test_clips, seconds, sample_rate, severity, seed)
+    return root
+
+
+def _write_eval_part(
+    root: Path,
+    machine: str,
+    section: int,
+    domain: str,
+    test_clips: int,
+    seconds: float,
+    sample_rate: int,
+    severity: float,
+    seed: int,
+) -> None:
+    """The unlabelled test clips of one machine type, section and domain, and their ground-truth file."""
+    rows = []
+    for number, (label, index) in enumerate(eval_test_order(machine, section, domain, test_clips, seed)):
+        audio = synthesize_clip(machine, section, domain, label, index, seconds, sample_rate, severity, seed, "test")
+        path = eval_test_path(root, machine, section, domain, number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, audio, sample_rate, subtype="PCM_16")
+        rows.append(f"{path.name},{int(label == 'anomaly')}\n")
+    truth = ground_truth_path(root, machine, section, domain)
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_text("".join(rows))

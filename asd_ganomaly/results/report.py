@@ -22,6 +22,7 @@ from ..core.errors import UserError
 from ..core.files import OutputError, atomic_output, check_output
 from ..data.dcase import ALL_SECTIONS, DOMAINS
 from ..evaluation.metrics import harmonic_mean, official_score
+from ..evaluation.summary import NO_LABELS
 from ..runs.files import METRICS_FILE
 from .markdown import render_markdown
 from .markdown import to_markdown as to_markdown  # the notebooks' way in
@@ -114,6 +115,8 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
         }
         if base["status"] != "completed":
             return [{**base, "domain": ""}]
+        if metrics.get("labelled") is False:  # an evaluation set: scored and decided, nothing to rank against
+            return [{**base, "domain": "", "status": "unlabelled", "error": str(metrics.get("note") or NO_LABELS)}]
         rows = [
             _domain_row({**base, "section": section}, d, view)
             for section, view in _per_section(metrics)

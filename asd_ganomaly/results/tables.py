@@ -253,10 +253,10 @@ def official_table(summary: dict) -> Table:
 
 
 def failed_table(summary: dict) -> Table | None:
-    """The runs that failed, are malformed or have not finished (None when there are none)."""
+    """The runs that failed, are malformed, have not finished or have no test labels (None when there are none)."""
     columns = ("setting", "machine_type", "section", "status", "error")
     cells = [tuple(r[c] for c in columns) for s in summary.values() for r in s["failed"]]
-    return Table("Failed or unfinished runs", columns, cells) if cells else None
+    return Table("Runs without results (failed, unfinished, or no test labels)", columns, cells) if cells else None
 
 
 def settings_table(rows: list[dict]) -> Table | None:

@@ -73,7 +73,7 @@ class RunFiles(Callback):
         write_scores(self.out / SCORES_FILE, datamodule.test_clips, pl_module.test_scores, threshold)
         with atomic_output(self.out / "model.ckpt") as tmp:
             trainer.save_checkpoint(tmp, weights_only=False)
-        if self.plots:
+        if self.plots and getattr(datamodule, "labelled", True):  # ROC and histograms by label need labels
             self._plots(trainer, pl_module)
         record = run_record(self.info, results=pl_module.test_results, logged=pl_module.test_metrics)
         write_json_atomic(self.out / METRICS_FILE, record)

@@ -18,7 +18,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..core.errors import UserError
 from ..data.audio import AudioError, check_header
-from ..data.dcase import ALL_SECTIONS, SCOPES, ClipInfo, DatasetError, check_test_labels, list_clips, parse_section
+from ..data.dcase import (
+    ALL_SECTIONS,
+    SCOPES,
+    ClipInfo,
+    DatasetError,
+    check_test_labels,
+    list_clips,
+    parse_section,
+    train_clips,
+)
 from .identity import SECTION_KEY, config_section
 from .lock import LOCK_FILE
 
@@ -164,16 +173,23 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
     root, machine, section = data["root"], data["machine_type"], parse_section(data["section"])
     which = "every section" if section is None else f"section {section:02d}"
     skip = data.get("on_bad_file", "error") == "skip"
-    train = [c for c in list_clips(root, machine, section, "train") if c.label != "anomaly"]
+    train = train_clips(root, machine, section, list(data.get("extra_train_roots") or []))
     if not train:
         raise DatasetError(f"no normal training clips of {machine} {which} under {root}")
     train = usable_clips(train[: data.get("max_train_clips") or None], skip)
     test = usable_clips(list_clips(root, machine, section, "test"), skip)
     if not train or not test:
         raise DatasetError(f"no usable {'training' if not train else 'test'} clips of {machine} {which}")
-    check_test_labels(test)
+    if not check_test_labels(test):
+        log.info("the test clips of %s %s carry no labels: they are scored and decided, no AUC", machine, which)
     log.info("data checked: %d training and %d test clips of %s %s", len(train), len(test), machine, which)
     return train, test
+
+
+def check_selection(select_on_test: bool, test: list[ClipInfo]) -> None:
+    """Refuse ``select_on_test`` (model selection on the test AUC) for test clips without labels."""
+    if select_on_test and not any(c.is_labelled for c in test):
+        raise ConfigError("select_on_test=true selects on the test AUC, but the test clips carry no labels")
 
 
 def discard_unused_run_dir(out: Path) -> bool:

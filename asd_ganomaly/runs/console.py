@@ -58,7 +58,8 @@ def quiet_console(enabled: bool = True) -> Iterator[None]:
 
 
 def run_summary(job: int, name: str, metrics: dict[str, float], seconds: float, status: str) -> str:
-    """``#3 fan sec2  source AUC 0.812 pAUC 0.600  target AUC 0.700 pAUC 0.550  score 0.66  14 s``."""
+    """``#3 fan sec2  source AUC 0.812 pAUC 0.600  target AUC 0.700 pAUC 0.550  score 0.66  14 s``; for a run
+    without test labels ``... no test labels: 400 clips scored and decided, no AUC  14 s``."""
     parts = [f"#{job} {name}"]
     for domain in ("source", "target"):
         auc, pauc = metrics.get(f"test/{domain}/auc"), metrics.get(f"test/{domain}/pauc")
@@ -66,5 +67,8 @@ def run_summary(job: int, name: str, metrics: dict[str, float], seconds: float, 
             parts.append(f"{domain} AUC {auc:.3f} pAUC {pauc:.3f}")
     if metrics.get("test/dcase_score") is not None:
         parts.append(f"score {metrics['test/dcase_score']:.3f}")
+    elif status == "completed" and any(key.startswith("test/decisions/") for key in metrics):
+        clips = sum(v for k, v in metrics.items() if k.startswith("test/decisions/") and k.endswith("/clips"))
+        parts.append(f"no test labels: {clips:.0f} clips scored and decided, no AUC")
     parts.append(f"{seconds:.0f} s" if status == "completed" else status)  # failed, refused, skipped
     return "  ".join(parts)

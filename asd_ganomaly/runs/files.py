@@ -63,7 +63,8 @@ def run_record(info: dict, results: dict | None = None, logged: dict | None = No
 
 
 def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tensor], threshold: float) -> None:
-    """Per test clip: path, section, domain, label (1 = anomaly), every score and the 0/1 decision."""
+    """Per test clip: path, section, domain, label (1 = anomaly; empty for an unlabelled clip), every score and the
+    0/1 decision."""
     names = [key for key in ("score", *SCORE_COLUMNS) if key in scores]
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -72,19 +73,21 @@ def write_scores(path: Path, clips: list[ClipInfo], scores: dict[str, torch.Tens
             clip = clips[i]
             values = [f"{scores[key][row].item():.8g}" for key in names]
             decision = int(scores["score"][row].item() > threshold)
-            writer.writerow([str(clip.path), clip.section, clip.domain, int(clip.is_anomaly), *values, decision])
+            label = int(clip.is_anomaly) if clip.is_labelled else ""
+            writer.writerow([str(clip.path), clip.section, clip.domain, label, *values, decision])
 
 
 def read_scores(path: Path, raw: bool = False) -> list[dict]:
-    """The rows of a scores.csv as :func:`write_scores` writes them: ``label`` and ``decision`` as ints, every
-    score column as a float, ``section`` and ``domain`` as written; with ``raw`` every value as its text."""
+    """The rows of a scores.csv as :func:`write_scores` writes them: ``label`` (None where empty: unlabelled) and
+    ``decision`` as ints, every score column as a float, ``section`` and ``domain`` as written; with ``raw`` every
+    value as its text."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if raw:
         return rows
     for row in rows:
-        for key in ("label", "decision"):
-            row[key] = int(row[key])
+        row["label"] = int(row["label"]) if row["label"] != "" else None
+        row["decision"] = int(row["decision"])
         for key in ("score", *SCORE_COLUMNS):
             if key in row:
                 row[key] = float(row[key])
@@ -92,14 +95,16 @@ def read_scores(path: Path, raw: bool = False) -> list[dict]:
 
 
 def scores_by_domain(rows: list[dict], section: object = None) -> dict[str, tuple[list[float], list[int]]]:
-    """Per domain present (in DOMAINS order): the chosen scores and the labels, of one section or of all (None; a file
-    without a section column holds one section)."""
+    """Per domain present (in DOMAINS order): the chosen scores and the labels of the labelled clips, of one section
+    or of all (None; a file without a section column holds one section)."""
     out = {}
     for domain in DOMAINS:
         chosen = [
             r
             for r in rows
-            if r["domain"] == domain and (section is None or str(r.get("section", section)) == str(section))
+            if r["domain"] == domain
+            and r["label"] is not None
+            and (section is None or str(r.get("section", section)) == str(section))
         ]
         if chosen:
             out[domain] = ([r["score"] for r in chosen], [r["label"] for r in chosen])

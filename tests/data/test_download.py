@@ -291,3 +291,52 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match="reading the Zenodo record .* failed after 2 tries"):
         download("dev", tmp_path, ["fan"], api_url=f"http://127.0.0.1:{port}", progress=False, timeout=5, retries=1)
+
+
+GROUND_TRUTH_CSV = "ground_truth_fan_section_03_source_test.csv"
+
+
+def test_ground_truth_is_taken_from_the_records_archive_checked_and_not_fetched_again(zenodo, tmp_path):
+    from asd_ganomaly.data.download import GROUND_TRUTH_RECORD, download_ground_truth
+
+    rows = b"section_03_source_test_0000.wav,1\r\nsection_03_source_test_0001.wav,0\r\n"
+    other = b"section_04_target_test_0000.wav,0\n"
+    zenodo.add(
+        "ground_truth.zip",
+        make_zip(
+            {
+                f"x/ground_truth_data/{GROUND_TRUTH_CSV}": rows,
+                "ground_truth_valve_section_04_target_test.csv": other,
+                "x/README.md": b"not a label file",
+            }
+        ),
+    )
+    name = "ground_truth.zip"
+    zenodo.cut_after[name] = 40  # a dropped connection: resumed with a Range request
+    folder = download_ground_truth(tmp_path, api_url=zenodo.api, progress=False)
+    assert folder == tmp_path / "ground_truth"
+    assert sorted(p.name for p in folder.glob("*.csv")) == [
+        GROUND_TRUTH_CSV,
+        "ground_truth_valve_section_04_target_test.csv",
+    ]
+    assert (folder / GROUND_TRUTH_CSV).read_bytes() == rows
+    assert zenodo.file_requests(name) == [None, "bytes=40-"]
+    assert ("/records/" + str(GROUND_TRUTH_RECORD), None) in zenodo.requests
+    assert not (tmp_path / ".downloads" / name).exists()
+    zenodo.requests.clear()
+    assert download_ground_truth(tmp_path, api_url=zenodo.api, progress=False) == folder
+    assert zenodo.requests == [], "a complete ground-truth folder makes no request"
+
+
+def test_ground_truth_with_a_bad_checksum_or_no_label_files_is_refused(zenodo, tmp_path):
+    from asd_ganomaly.data.download import download_ground_truth
+
+    zenodo.add("labels.zip", make_zip({GROUND_TRUTH_CSV: b"a.wav,1\n"}))
+    zenodo.corrupt.add("labels.zip")
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download_ground_truth(tmp_path, api_url=zenodo.api, progress=False, retries=0)
+    assert not (tmp_path / "ground_truth").exists()
+    zenodo.corrupt.clear()
+    zenodo.files = {"labels.zip": make_zip({"README.md": b"nothing"})}
+    with pytest.raises(DownloadError, match="no ground_truth_"):
+        download_ground_truth(tmp_path, api_url=zenodo.api, progress=False)
