@@ -80,3 +80,18 @@ def test_dev_all_types_sweeps_7_machine_types_on_all_their_sections():
     assert len(params["data.machine_type"].split(",")) == 7 and params["data.section"] == "all"
     assert cfg.task_name == "dev_all_types" and cfg.trainer.max_epochs == 20
     assert len(compose_config("experiment=dev_all").hydra.sweeper.params["data.section"].split(",")) == 3
+
+
+@pytest.mark.slow
+def test_the_optuna_study_lives_in_the_sweep_folder_and_a_second_search_continues_it(synthetic_root, tmp_path):
+    import optuna
+    from conftest import CSV_ONLY, run_cli, train_args
+
+    search = ["hparams_search=optuna", "data.machine_type=fan", "data.section=0", "hydra.sweeper.n_trials=1"]
+    args = train_args(synthetic_root, tmp_path, *search, "trainer.max_epochs=1", *CSV_ONLY)
+    for _ in range(2):
+        run_cli(args, cwd=tmp_path)
+    database = tmp_path / "logs" / "optuna" / "optuna.db"
+    study = optuna.load_study(study_name="ganomaly_fan_sec0", storage=f"sqlite:///{database}")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert all(trial.value is not None and set(trial.params) >= {"model.loss.w_rec"} for trial in study.trials)

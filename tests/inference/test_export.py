@@ -1,6 +1,7 @@
-"""ONNX export helpers: ``asd_ganomaly/export.py``."""
+"""ONNX export: the waveform front end, the metadata, any clip length, no tracer warnings."""
 
 import torch
+from conftest import small_trained_looking_detector
 
 from asd_ganomaly.data.features import FeatureConfig, LogMel
 from asd_ganomaly.data.synth import synthesize_clip
@@ -11,17 +12,6 @@ def test_conv_logmel_matches_the_package_features():
     detector_features = LogMel(FeatureConfig(seconds=2.0, frames=56))
     wave = torch.from_numpy(synthesize_clip("fan", 0, "source", "normal", 0, seconds=2.0, split="train"))[None]
     assert torch.allclose(ConvLogMel(detector_features)(wave), detector_features(wave), atol=1e-3)
-
-
-def small_trained_looking_detector():
-    """An untrained ganomaly_small on 2 s clips with a fitted normalisation, a threshold and a training section."""
-    from conftest import small_ganomaly
-
-    detector = small_ganomaly("data.features.seconds=2.0", "data.features.frames=56")
-    detector.fit_normalizer(torch.randn(4, 128, 56) * 10 - 40)
-    detector.threshold.fill_(7.25)
-    detector.trained_on = {"machine_type": "fan", "sections": [0]}
-    return detector.eval()
 
 
 def test_export_warns_nothing_and_stores_the_metadata(tmp_path):
