@@ -42,7 +42,7 @@ def test_scores_of_a_checkpoint_equal_the_runs_own_test_scores(run, tmp_path):
     counts = score_files(detector, sorted(own), tmp_path / "s.csv", batch_size=7, progress=False)
     rows = read_csv(tmp_path / "s.csv")
     decided = sum(row["decision"] == "1" for row in rows)
-    assert counts == {"scored": len(own), "failed": 0, "anomalies": decided}
+    assert counts == {"scored": len(own), "failed": 0, "anomalies": decided, "warned": 0}
     assert decided == sum(float(row["score"]) > detector.threshold.item() for row in rows)
     rescored = {row["path"]: float(row["score"]) for row in rows}
     assert rescored.keys() == own.keys()
@@ -113,7 +113,7 @@ def test_no_threshold_leaves_decisions_empty_and_an_empty_folder_is_an_error(run
     detector = load_detector(run / "model.ckpt")
     clips = sorted((synthetic_root / "fan" / "source_test").glob("*.wav"))[:3]
     counts = score_files(detector, clips, tmp_path / "s.csv", threshold=float("inf"), num_workers=1, progress=False)
-    assert counts == {"scored": 3, "failed": 0, "anomalies": 0}
+    assert counts == {"scored": 3, "failed": 0, "anomalies": 0, "warned": 0}
     assert [r["decision"] for r in read_csv(tmp_path / "s.csv")] == ["", "", ""]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no WAV files"):
