@@ -63,16 +63,16 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    import math
-
     from .core.files import check_output
+    from .inference.deployed import OnnxScorer
     from .inference.scoring import is_listed, load_detector, score_files
 
-    check_output(args.out, [args.ckpt, *args.inputs], picked=is_listed)
-    detector = load_detector(args.ckpt, device=args.device)
-    threshold = float(detector.threshold) if args.threshold is None else args.threshold
+    model_file = args.ckpt or args.onnx
+    check_output(args.out, [model_file, *args.inputs], picked=is_listed)
+    model = OnnxScorer(args.onnx) if args.onnx else load_detector(args.ckpt, device=args.device)
+    threshold = float(model.threshold) if args.threshold is None else args.threshold
     counts = score_files(
-        detector,
+        model,
         args.inputs,
         args.out,
         batch_size=args.batch_size,
@@ -86,7 +86,8 @@ def _score(args: argparse.Namespace) -> None:
         if math.isfinite(threshold)
         else "no threshold, no decisions"
     )
-    print(f"scored {counts['scored']} clips ({decisions}), {counts['failed']} failed: {args.out}")
+    warned = f", {counts['warned']} with warnings (see the warnings column)" if counts["warned"] else ""
+    print(f"scored {counts['scored']} clips ({decisions}){warned}, {counts['failed']} failed: {args.out}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -179,12 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
 
     score = sub.add_parser("score", help="score WAV files or folders with a trained model")
-    score.add_argument("--ckpt", required=True, help="a run's model.ckpt")
+    model_file = score.add_mutually_exclusive_group(required=True)
+    model_file.add_argument("--ckpt", help="a run's model.ckpt")
+    model_file.add_argument("--onnx", help="an exported .onnx file (asd-ganomaly export): scores and decides alone")
     score.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
     score.add_argument("--out", default="scores.csv")
     score.add_argument("--threshold", type=finite_float, default=None, help="override the calibrated threshold")
     score.add_argument("--batch-size", type=int, default=32)
-    score.add_argument("--device", default="cpu", help="cpu or cuda")
+    score.add_argument("--device", default="cpu", help="cpu or cuda (--ckpt; --onnx runs on the CPU)")
     score.add_argument("--workers", type=int, default=2, help="threads reading WAV files")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     score.add_argument(

@@ -29,12 +29,14 @@ from .runs.checks import check_data, check_selection, validate_config
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
+from .runs.study import register_study_resolver
 from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_run_args
 from .runs.wrapper import one_line_user_errors, task_wrapper
 from .runs.wrapper import record_failure as _record_failure  # noqa: F401 (imported from here by tests)
 
 log = logging.getLogger(__name__)
 register_resolvers()
+register_study_resolver()
 
 
 def conf_dir() -> str:

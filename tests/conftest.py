@@ -96,6 +96,17 @@ def small_ganomaly(*overrides: str):
     return instantiate(small_ganomaly_config(*overrides).model)
 
 
+def small_trained_looking_detector():
+    """An untrained ganomaly_small on 2 s clips with a fitted normalisation, a threshold and a training section."""
+    import torch
+
+    detector = small_ganomaly("data.features.seconds=2.0", "data.features.frames=56")
+    detector.fit_normalizer(torch.randn(4, 128, 56) * 10 - 40)
+    detector.threshold.fill_(7.25)
+    detector.trained_on = {"machine_type": "fan", "sections": [0]}
+    return detector.eval()
+
+
 def train_args(
     root: Path | str,
     work: Path,

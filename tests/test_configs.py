@@ -80,3 +80,40 @@ def test_dev_all_types_sweeps_7_machine_types_on_all_their_sections():
     assert len(params["data.machine_type"].split(",")) == 7 and params["data.section"] == "all"
     assert cfg.task_name == "dev_all_types" and cfg.trainer.max_epochs == 20
     assert len(compose_config("experiment=dev_all").hydra.sweeper.params["data.section"].split(",")) == 3
+
+
+@pytest.mark.slow
+def test_the_optuna_study_lives_in_the_sweep_folder_and_a_second_search_continues_it(synthetic_root, tmp_path):
+    import optuna
+    from conftest import CSV_ONLY, run_cli, train_args
+
+    search = ["hparams_search=optuna", "data.machine_type=fan", "data.section=0", "hydra.sweeper.n_trials=1"]
+    args = train_args(synthetic_root, tmp_path, *search, "trainer.max_epochs=1", *CSV_ONLY)
+    for _ in range(2):
+        run_cli(args, cwd=tmp_path)
+    database = tmp_path / "logs" / "optuna" / "optuna.db"
+    study = optuna.load_study(study_name="ganomaly_fan_sec0", storage=f"sqlite:///{database}")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert all(trial.value is not None and set(trial.params) >= {"model.loss.w_rec"} for trial in study.trials)
+
+
+@pytest.mark.parametrize(("logger", "package"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+def test_tensorboard_and_mlflow_loggers_keep_their_files_in_the_run_folder(logger, package, tmp_path):
+    import importlib.util
+
+    from asd_ganomaly.core.errors import UserError
+    from asd_ganomaly.runs.tracking import instantiate_loggers
+
+    cfg = compose_with_hydra(f"logger={logger}", f"paths.output_dir={tmp_path}")
+    assert set(cfg.logger) == {logger, "csv"}
+    store = cfg.logger[logger].get("save_dir") or cfg.logger[logger].get("tracking_uri")
+    assert str(tmp_path) in store  # a local store below the run folder, no server
+    if importlib.util.find_spec(package) is None:  # not in the lock: one clear line naming the pip command
+        with pytest.raises(UserError, match=f"logger={logger} needs the {package} package.*pip install {package}$"):
+            instantiate_loggers(cfg.logger)
+        return
+    loggers = instantiate_loggers(cfg.logger)
+    for each in loggers:
+        each.log_metrics({"test/dcase_score": 0.5}, step=0)
+        each.finalize("success")
+    assert any(p.is_file() for p in (tmp_path / ("tensorboard" if logger == "tensorboard" else "mlruns")).rglob("*"))

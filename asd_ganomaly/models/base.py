@@ -88,6 +88,7 @@ class AnomalyDetector(L.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile_net
         self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
+        self.trained_on: dict = {}  # machine_type and sections of the training clips, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
         self._first_losses: dict[str, float] = {}
         self.test_results: dict = {}
@@ -266,8 +267,17 @@ class AnomalyDetector(L.LightningModule):
         """Each reported score choice and its key in the score dicts."""
         return {name: SCORE_KEYS[name] for name in self.score_names()}
 
+    def training_data(self) -> dict:
+        """The machine type and sections of the training clips (from the DataModule when there is one, else as
+        loaded from a checkpoint); ``score`` warns about clips of other sections, the ONNX metadata names them."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and getattr(datamodule, "sections", None):
+            self.trained_on = {"machine_type": datamodule.machine_type, "sections": list(datamodule.sections)}
+        return dict(self.trained_on)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the model config and feature parameters, so a checkpoint alone can score new clips, and the stage
+        """Store the model config, the feature parameters and the training data's machine type and sections, so a
+        checkpoint alone can score new clips, and the stage
         it was written in: ``fit`` for training-state checkpoints (no threshold or score memory fitted yet),
         ``test`` for a run's ``model.ckpt``."""
         trainer = self._trainer
@@ -275,5 +285,6 @@ class AnomalyDetector(L.LightningModule):
             "model_config": self.model_config,
             "features": self.feature_config.as_dict(),
             "name": self.name,
+            "data": self.training_data(),
             "stage": trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None,
         }

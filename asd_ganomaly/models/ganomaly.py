@@ -148,7 +148,10 @@ class Generator(nn.Module):
         """Zero-pad height and width up to multiples of the total stride."""
         stride = self.encoder1.total_stride
         pad_h, pad_w = (-x.shape[-2]) % stride, (-x.shape[-1]) % stride
-        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        # traced for ONNX, the shape is a tensor: pad unconditionally (by zero, for a multiple) rather than branch on it
+        if torch.jit.is_tracing() or pad_h or pad_w:
+            return F.pad(x, (0, pad_w, 0, pad_h))
+        return x
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (padded X, X~, Z, Z')."""

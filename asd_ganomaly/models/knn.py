@@ -41,7 +41,7 @@ class KNNDetector(nn.Module):
     @property
     def fitted(self) -> bool:
         """Whether the bank holds training embeddings."""
-        return len(self.bank) > 0
+        return self.bank.shape[0] > 0
 
     def embed(self, logmel: torch.Tensor) -> torch.Tensor:
         """(batch, n_mels, frames) -> z-scored embeddings (batch, 2 * n_mels)."""
@@ -65,7 +65,7 @@ class KNNDetector(nn.Module):
         if not self.fitted:
             raise RuntimeError("the k-NN memory bank is empty: fit it on training clips first")
         skip = int(leave_one_out)
-        k = min(self.k, len(self.bank) - skip)
+        k = min(self.k, self.bank.shape[0] - skip)
         if k < 1:
             raise ValueError("leave-one-out scoring needs at least two clips in the bank")
         distances = torch.cdist(self.embed(logmel), self.bank)

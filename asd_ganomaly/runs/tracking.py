@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import netrc
 import os
@@ -13,6 +14,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.errors import UserError
 from ..core.files import atomic_output
 from .identity import flatten_config
 
@@ -66,6 +68,7 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
             continue
         node = OmegaConf.to_container(node, resolve=True)
         log.info("Instantiating logger %s <%s>", name, node["_target_"])
+        check_logger_package(name, node["_target_"])
         if issubclass(hydra.utils.get_class(node["_target_"]), WandbLogger):
             logger = start_wandb({**node, **(wandb_init or {})})
             if logger is not None:
@@ -73,6 +76,19 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
         else:
             loggers.append(hydra.utils.instantiate(node))
     return loggers
+
+
+LOGGER_PACKAGES = {"TensorBoardLogger": ("tensorboard", "tensorboardX"), "MLFlowLogger": ("mlflow",)}
+"""Loggers whose package is not in the lock: the modules any one of which they need, the first one to install."""
+
+
+def check_logger_package(name: str, target: str) -> None:
+    """A :class:`~asd_ganomaly.core.errors.UserError` naming the package and the pip command when a logger's
+    package is not installed (Lightning's own error comes later, deep in a traceback)."""
+    modules = LOGGER_PACKAGES.get(target.rsplit(".", 1)[-1])
+    if modules and not any(importlib.util.find_spec(module) for module in modules):
+        package = modules[0]
+        raise UserError(f"logger={name} needs the {package} package, which is not installed: pip install {package}")
 
 
 def start_wandb(node: dict) -> WandbLogger | None:

@@ -1,4 +1,5 @@
-"""Scoring new recordings with a checkpoint, the calibrated threshold, ONNX export, real clips end to end."""
+"""Scoring new recordings with a checkpoint or an ONNX file, the calibrated threshold, per-clip warnings, real clips
+end to end."""
 
 import shutil
 from contextlib import nullcontext
@@ -8,7 +9,18 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from conftest import CSV_ONLY, cli_args, find_run, read_csv, real_machine_layout, run_cli, train_args
+from conftest import (
+    CSV_ONLY,
+    cli_args,
+    find_run,
+    read_csv,
+    real_machine_layout,
+    run_cli,
+    small_trained_looking_detector,
+    tone,
+    train_args,
+    write_wav,
+)
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
@@ -30,7 +42,7 @@ def test_scores_of_a_checkpoint_equal_the_runs_own_test_scores(run, tmp_path):
     counts = score_files(detector, sorted(own), tmp_path / "s.csv", batch_size=7, progress=False)
     rows = read_csv(tmp_path / "s.csv")
     decided = sum(row["decision"] == "1" for row in rows)
-    assert counts == {"scored": len(own), "failed": 0, "anomalies": decided}
+    assert counts == {"scored": len(own), "failed": 0, "anomalies": decided, "warned": 0}
     assert decided == sum(float(row["score"]) > detector.threshold.item() for row in rows)
     rescored = {row["path"]: float(row["score"]) for row in rows}
     assert rescored.keys() == own.keys()
@@ -101,7 +113,7 @@ def test_no_threshold_leaves_decisions_empty_and_an_empty_folder_is_an_error(run
     detector = load_detector(run / "model.ckpt")
     clips = sorted((synthetic_root / "fan" / "source_test").glob("*.wav"))[:3]
     counts = score_files(detector, clips, tmp_path / "s.csv", threshold=float("inf"), num_workers=1, progress=False)
-    assert counts == {"scored": 3, "failed": 0, "anomalies": 0}
+    assert counts == {"scored": 3, "failed": 0, "anomalies": 0, "warned": 0}
     assert [r["decision"] for r in read_csv(tmp_path / "s.csv")] == ["", "", ""]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no WAV files"):
@@ -153,3 +165,42 @@ def test_a_training_state_checkpoint_is_refused_naming_the_runs_model_ckpt(run, 
     result = run_cli(args, tmp_path, check=False)
     assert result.returncode == 2 and "training-state checkpoint" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_warns_per_clip_and_writes_section_domain_and_every_score(tmp_path, caplog):
+    detector = small_trained_looking_detector()  # trained on section 0 of fan, 2 s clips at 16 kHz
+    rng = np.random.default_rng(0)
+
+    def noisy(seconds: float, rate: int = 16000) -> np.ndarray:
+        # noise in every band: a pure tone's empty bands sit at the log floor, where float32 DFTs disagree
+        return tone(seconds, rate) + 0.05 * rng.standard_normal(int(seconds * rate))
+
+    clips = [
+        write_wav(tmp_path / "section_00_source_test_normal_0000.wav", noisy(2.0)),
+        write_wav(tmp_path / "section_00_target_test_normal_0001.wav", noisy(1.0)),  # 50 % padding
+        write_wav(tmp_path / "section_00_source_test_normal_0002.wav", noisy(2.0, rate=8000), rate=8000),
+        write_wav(tmp_path / "section_01_source_test_normal_0003.wav", noisy(2.0)),
+        write_wav(tmp_path / "other.wav", noisy(1.9)),  # 5 % padding, no DCASE name
+    ]
+    with caplog.at_level("WARNING"):
+        counts = score_files(detector, clips, tmp_path / "s.csv", progress=False, num_workers=1)
+    rows = read_csv(tmp_path / "s.csv")
+    assert counts == {"scored": 5, "failed": 0, "anomalies": counts["anomalies"], "warned": 3}
+    labels = [("0", "source"), ("0", "target"), ("0", "source"), ("1", "source"), ("", "")]
+    assert [(r["section"], r["domain"]) for r in rows] == labels
+    assert {"score_latent", "score_rec", "score_disc", "score_residual_knn", "score_fused"} <= set(rows[0])
+    assert rows[0]["score"] == rows[0]["score_rec"]  # ganomaly_small's chosen score is reconstruction
+    assert [r["warnings"] == "" for r in rows] == [True, False, False, False, True]
+    assert "50% padding" in rows[1]["warnings"] and "resampled from 8000 Hz" in rows[2]["warnings"]
+    assert "section 1, the model was trained on section(s) 0" in rows[3]["warnings"]
+    assert sum("section_00_target" in m or "0002.wav" in m or "section_01" in m for m in caplog.messages) == 3
+
+    path = export_onnx(detector, tmp_path / "m.onnx", include_features=True)
+    out = tmp_path / "onnx.csv"
+    assert cli_main(["score", "--onnx", str(path), *map(str, clips), "--out", str(out), "--no-progress"]) == 0
+    onnx_rows = read_csv(out)
+    assert [r.keys() for r in onnx_rows] == [r.keys() for r in rows]
+    for mine, theirs in zip(onnx_rows, rows, strict=True):
+        assert (mine["decision"], mine["warnings"]) == (theirs["decision"], theirs["warnings"])
+        for key in [k for k in mine if k.startswith("score")]:  # the untrained latent distance is ~1e-6
+            assert float(mine[key]) == pytest.approx(float(theirs[key]), rel=1e-4, abs=1e-6, nan_ok=True), key
