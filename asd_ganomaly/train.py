@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
 from .runs.checks import check_data, validate_config
+from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
@@ -105,7 +106,10 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
     best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
-    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=not multirun)
+    # Lightning's table cuts the names (auc_low and auc_high both read .../source/auc...): a whole-name table
+    # goes to train.log instead, the console gets the run's one-line summary
+    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False)
+    log_test_table(model.test_metrics)
     # the values logged at test end (in trainer.callback_metrics as float32 tensors), at full precision: the
     # same numbers as metrics.json's "logged", so a sweeper sees what the run folder says
     return model.test_metrics

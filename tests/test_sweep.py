@@ -1,6 +1,7 @@
 """A real Hydra multirun over machine types, a failing job among them, and the results report."""
 
 import json
+import re
 
 import pytest
 from conftest import CSV_ONLY, cli_args, read_csv, read_wandb_run, run_cli, train_args
@@ -135,3 +136,50 @@ def test_slurm_launcher_config_composes():
     cfg = compose_config("experiment=dev_all", "hydra/launcher=slurm", return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.sweeper.params["data.section"] == "0,1,2"
+
+
+LOSS_WEIGHT_SWEEP = ["data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=1", "model.loss.w_rec=1,50"]
+"""Two machines and two settings of a loss weight, with the small run's ~10 shared overrides beside them."""
+
+
+@pytest.fixture(scope="module")
+def loss_weight_sweep(synthetic_root, tmp_path_factory):
+    """A real multirun with W&B offline: fan and valve, w_rec 1 and 50 (4 runs)."""
+    work = tmp_path_factory.mktemp("loss_weights")
+    result = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, "plots=false", multirun=True), cwd=work)
+    return work, result
+
+
+@pytest.mark.slow
+def test_a_sweep_names_its_settings_by_the_swept_key_only(loss_weight_sweep):
+    work, _ = loss_weight_sweep
+    settings = sorted(p.name for p in (work / "logs" / "train" / "ganomaly_small").iterdir())
+    assert [name.rsplit("-", 1)[0] for name in settings] == ["w_rec-1", "w_rec-50"], settings
+    for folder in (work / "logs" / "train" / "ganomaly_small").glob("*/*_sec0"):
+        wandb_run = read_wandb_run(folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        label = metrics["label"]
+        assert wandb_run["group"] == f"train/ganomaly_small/{metrics['run_id']}"
+        assert wandb_run["name"] == f"ganomaly_small {metrics['machine_type']} sec0 {label}"
+        assert sorted(wandb_run["tags"]) == sorted(
+            ["ganomaly_small", metrics["machine_type"], "section_00", label.replace("-", "=")]
+        )
+
+
+@pytest.mark.slow
+def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(loss_weight_sweep, synthetic_root):
+    work, result = loss_weight_sweep
+    lines = result.stdout.splitlines()
+    runs = [line for line in lines if "ganomaly_small w_rec-" in line]
+    assert len(runs) == 4, result.stdout
+    assert {line.split("ganomaly_small ", 1)[1].split("  ")[0] for line in runs} == {
+        f"w_rec-{w} {m} sec0" for w in (1, 50) for m in ("fan", "valve")
+    }
+    assert not [line for line in lines if "model.loss.w_rec=" in line], "no launcher line per job"
+    assert "sweep: varies data.machine_type, model.loss.w_rec" in result.stdout
+    assert re.search(r"^sweep: 4 runs: 4 done, 0 skipped, 0 failed in \d+ s$", result.stdout, re.M), result.stdout
+    train_log = next((work / "logs").rglob("fan_sec0/train.log")).read_text()
+    assert "test/source/auc_low" in train_log and "test/source/auc_high" in train_log, "the test table, whole names"
+    again = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, *CSV_ONLY, multirun=True), cwd=work)
+    assert again.stdout.count("skipped (finished before)") == 4
+    assert "sweep: 4 runs: 0 done, 4 skipped, 0 failed" in again.stdout

@@ -53,7 +53,7 @@ def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert wandb_run["config"]["model.loss.w_rec"] == 50.0 and wandb_run["config"]["data.machine_type"] == "fan"
     assert wandb_run["config"]["model.optimizer_g.lr"] == metrics["config"]["model"]["optimizer_g"]["lr"]
-    assert {"ganomaly_small", "fan", "section_00", "trainer.max_epochs=25"} <= set(wandb_run["tags"])
+    assert {"ganomaly_small", "fan", "section_00", "max_epochs=25"} <= set(wandb_run["tags"])
     assert wandb_run["group"] == f"train/ganomaly_small/{metrics['run_id']}"
     assert wandb_run["name"].startswith("ganomaly_small fan sec0 ") and "max_epochs-25" in wandb_run["name"]
     for domain in ("source", "target"):
