@@ -91,9 +91,9 @@ def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
     rows = collect_runs(copy)
     log_report_to_wandb(copy, rows, project="asd-test", group="g1")
     wandb_run = read_wandb_run(copy / "wandb")
-    assert wandb_run["group"] == "g1" and wandb_run["name"] == "g1-report"
+    assert wandb_run["group"] == "g1" and wandb_run["name"] == "ganomaly_small report"
     official = summarise(rows)["ganomaly_small"]["official_score"]
-    assert wandb_run["summary"]["ganomaly_small/official_score"] == pytest.approx(official)
+    assert wandb_run["summary"]["official_score"] == pytest.approx(official)
     assert wandb_run["summary"]["results._type"] == "table-file"
 
 
@@ -183,3 +183,33 @@ def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(lo
     again = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, *CSV_ONLY, multirun=True), cwd=work)
     assert again.stdout.count("skipped (finished before)") == 4
     assert "sweep: 4 runs: 0 done, 4 skipped, 0 failed" in again.stdout
+
+
+@pytest.mark.slow
+def test_the_report_of_a_loss_weight_sweep_reads_well_in_csv_markdown_and_wandb(loss_weight_sweep, tmp_path):
+    work, _ = loss_weight_sweep
+    result = run_cli(cli_args("report", work / "logs" / "train", "--out", tmp_path, "--wandb"), cwd=tmp_path)
+    assert "wandb:" not in result.stdout + result.stderr, "silent like the training runs"
+    rows = read_csv(tmp_path / "results.csv")
+    assert {r["setting"] for r in rows} == {"ganomaly_small w_rec-1", "ganomaly_small w_rec-50"}
+    assert {float(r["model.loss.w_rec"]) for r in rows} == {1.0, 50.0}, "one column per varied key"
+    numbers = [r[k] for r in rows for k in ("auc", "pauc", "auc_low", "pauc_high") if r[k]]
+    assert numbers and all(len(n.split(".")[-1]) <= 6 for n in numbers), numbers
+    settings = (tmp_path / "results.md").read_text().split("## Settings")[1]
+    assert "| ganomaly_small w_rec-1 | 1 |" in settings and "+" not in settings.replace("w_rec", "")
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, "one W&B report run per setting"
+    trained = {
+        json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in work.rglob("fan_sec0/metrics.json")
+    }
+    for i, run in enumerate(runs):
+        folder = tmp_path / f"report_run_{i}"  # read_wandb_run reads the one run below a folder
+        folder.mkdir()
+        run.rename(folder / run.name)
+        wandb_run = read_wandb_run(folder)
+        label = wandb_run["name"].removeprefix("ganomaly_small ").removesuffix(" report")
+        assert wandb_run["group"] == f"train/ganomaly_small/{trained[label]['run_id']}", "the training runs' group"
+        assert wandb_run["config"]["model.loss.w_rec"] == trained[label]["config"]["model"]["loss"]["w_rec"]
+        keys = [k for k in wandb_run["summary"] if not k.startswith(("_", "results"))]
+        assert {"official_score", "hmean_auc/fan", "hmean_pauc/valve"} <= set(keys)
+        assert all(re.fullmatch(r"[a-z0-9_/]+", k) for k in keys), keys
