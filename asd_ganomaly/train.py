@@ -16,6 +16,7 @@ Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .runs.checks import check_data, validate_config
+from .runs.checks import check_data, unknown_key_hints, validate_config
 from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
@@ -116,12 +117,37 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point: one run, its failures handled by :func:`~asd_ganomaly.runs.wrapper.task_wrapper`;
     returns the ``optimized_metric`` for a sweeper."""
     metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+def main() -> None:
+    """``asd-train``: the Hydra app; where Hydra refuses the command line (exit 1), a "did you mean" line for
+    each key that is not in the config (``model.loss.w_recc`` -> ``model.loss.w_rec``)."""
+    try:
+        hydra_main()
+    except SystemExit as stop:
+        if stop.code == 1:
+            for hint in key_hints(sys.argv[1:]):
+                print(f"asd-train: {hint}", file=sys.stderr)
+        raise
+
+
+def key_hints(arguments: list[str]) -> list[str]:
+    """The "did you mean" lines of a command line, checked against the config its group choices compose (none
+    where even that does not compose)."""
+    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    overrides = [a for a in arguments if not a.startswith("-")]
+    choices = [a for a in overrides if a.split("=", 1)[0] in groups]
+    try:
+        cfg = compose_config(*choices)
+    except Exception:  # the choices themselves are wrong: Hydra's message says so
+        return []
+    return unknown_key_hints(cfg, overrides)
 
 
 if __name__ == "__main__":

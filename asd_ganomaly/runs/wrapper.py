@@ -72,7 +72,8 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                 user_error(error, multirun)
             except UserError as error:
                 status = "failed"
-                if multirun or not discard_unused_run_dir(out):  # refused before any work: leave no folder behind
+                # refused before any work: leave no folder behind (nor the setting folder above it)
+                if multirun or not discard_unused_run_dir(out, keep=_log_dir(cfg)):
                     record_failure(cfg, out, error, traceback=False)
                 user_error(error, multirun)
             except Exception as error:
@@ -90,6 +91,12 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
         return metrics
 
     return wrapped
+
+
+def _log_dir(cfg: DictConfig) -> Path | None:
+    """The configured log folder (the top of every run folder), None where it cannot be read."""
+    value = OmegaConf.select(cfg, "paths.log_dir", default=None, throw_on_resolution_failure=False)
+    return Path(value) if value else None
 
 
 def run_name(cfg: DictConfig) -> str:
