@@ -237,3 +237,17 @@ def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_
     records = [json.loads(path.read_text()) for path in log_dir.rglob("metrics.json")]
     assert len(records) == 1 and records[0]["status"] == "failed" and "data.root is not set" in records[0]["error"]
     assert records[0]["machine_type"] == "fan" and records[0]["section"] == ALL_SECTIONS
+
+
+@pytest.mark.slow
+def test_a_single_run_ends_with_its_one_line_summary_and_keeps_the_whole_names_table_in_train_log(
+    synthetic_root, tmp_path
+):
+    log_dir = tmp_path / "logs"
+    result = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.split(" - ", 1)[1].startswith("ganomaly_small trainer-cpu+") and "max_epochs-1 fan sec0" in last, last
+    assert "source AUC" in last
+    assert "Test metric" not in result.stdout and "test/source/auc" not in result.stdout, "no Lightning test table"
+    table = (run_dir(log_dir) / "train.log").read_text().split("test metrics:")[1]
+    assert "test/source/auc_low" in table and "test/source/auc_high" in table
