@@ -127,6 +127,10 @@ def test_optuna_search_maximises_the_dcase_score(synthetic_root, tmp_path):
     scores = [json.loads(p.read_text())["dcase_score"] for p in trials]
     weights = {json.loads(p.read_text())["config"]["model"]["loss"]["w_rec"] for p in trials}
     assert len(weights) == 2, "each trial draws its own loss weights"
+    for path in trials:  # every sampled key names the trial's setting, rounded for reading
+        label = json.loads(path.read_text())["label"]
+        assert re.fullmatch(r"w_rec-[\d.]+\+w_ano-[\d.]+\+w_adv-[\d.]+\+lr-[\de.-]+", label), label
+        assert all(len(part.split("-", 1)[1].replace(".", "").lstrip("0")) <= 4 for part in label.split("+")[:3]), label
     assert f"Best value: {max(scores)}" in result.stdout + result.stderr
 
 

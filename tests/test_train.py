@@ -217,6 +217,7 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     # the same command resumes, finishes, and records the metrics
     resumed = run_cli(args, tmp_path)
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].endswith(" resumed"), "the summary line says it resumed"
     assert "not resumable" not in resumed.stdout + resumed.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed"
