@@ -174,9 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders (their runs together)")
     report.add_argument("--out", default=None, help="output folder (default: the sweep folder, when only one)")
-    report.add_argument("--wandb", action="store_true", help="also log the table to W&B")
-    report.add_argument("--project", default="asd-ganomaly")
-    report.add_argument("--group", default=None)
+    report.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log to W&B: one report run per setting, in its training runs' group, with its config",
+    )
+    report.add_argument("--project", default="asd-ganomaly", help="W&B project")
+    report.add_argument("--group", default=None, help="W&B group of every report run (default: the training runs')")
     report.set_defaults(func=_report)
 
     score = sub.add_parser("score", help="score WAV files or folders with a trained model")

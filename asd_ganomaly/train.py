@@ -16,6 +16,7 @@ Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -25,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
-from .runs.checks import check_data, check_selection, validate_config
+from .runs.checks import check_data, check_selection, unknown_key_hints, validate_config
+from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
@@ -108,7 +110,10 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
     best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
-    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=not multirun)
+    # Lightning's table cuts the names (auc_low and auc_high both read .../source/auc...): a whole-name table
+    # goes to train.log instead, the console gets the run's one-line summary
+    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False)
+    log_test_table(model.test_metrics)
     # the values logged at test end (in trainer.callback_metrics as float32 tensors), at full precision: the
     # same numbers as metrics.json's "logged", so a sweeper sees what the run folder says
     return model.test_metrics
@@ -123,9 +128,30 @@ def hydra_app(cfg: DictConfig) -> float | None:
     return metrics.get(metric) if metric else None
 
 
-main = one_line_user_errors(hydra_app, prog="asd-train")
-"""``asd-train``: the Hydra app, with a user error raised inside Hydra (a run folder part that is not a plain
-name) as one line and exit 2, like the run's own user errors."""
+def main() -> None:
+    """``asd-train``: the Hydra app, with a user error raised inside Hydra (a run folder part that is not a plain
+    name) as one line and exit 2, like the run's own user errors; where Hydra refuses the command line (exit 1),
+    a "did you mean" line for each key that is not in the config (``model.loss.w_recc`` -> ``model.loss.w_rec``)."""
+    try:
+        one_line_user_errors(hydra_app, prog="asd-train")()
+    except SystemExit as stop:
+        if stop.code == 1:
+            for hint in key_hints(sys.argv[1:]):
+                print(f"asd-train: {hint}", file=sys.stderr)
+        raise
+
+
+def key_hints(arguments: list[str]) -> list[str]:
+    """The "did you mean" lines of a command line, checked against the config its group choices compose (none
+    where even that does not compose)."""
+    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    overrides = [a for a in arguments if not a.startswith("-")]
+    choices = [a for a in overrides if a.split("=", 1)[0] in groups]
+    try:
+        cfg = compose_config(*choices)
+    except Exception:  # the choices themselves are wrong: Hydra's message says so
+        return []
+    return unknown_key_hints(cfg, overrides)
 
 
 if __name__ == "__main__":

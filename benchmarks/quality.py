@@ -54,7 +54,7 @@ from hydra import compose, initialize_config_dir
 
 from asd_ganomaly.data.dcase import DOMAINS, MACHINE_TYPES
 from asd_ganomaly.evaluation.metrics import harmonic_mean, official_score
-from asd_ganomaly.results.tables import SCORE_NAMES, official_interval
+from asd_ganomaly.results.tables import SCORE_NAMES, mean_std, official_interval
 from asd_ganomaly.train import CONF_DIR
 
 MODELS = ("ganomaly_demo", "ganomaly_wide", "ganomaly_window", "ae_baseline", "knn_baseline")
@@ -261,7 +261,8 @@ def summarise(runs: dict[str, dict[int, list[dict]]]) -> dict[str, dict]:
 
 def _mean_std(values: list[float]) -> str:
     """Mean ± sample standard deviation (0 for one seed)."""
-    return f"{mean(values):.3f} ± {stdev(values) if len(values) > 1 else 0.0:.3f}"
+    spread = mean_std(values)
+    return f"{spread.mean:.3f} ± {spread.std:.3f}"
 
 
 def per_seed(entry: dict, choice: str | None = None) -> dict[int, float]:

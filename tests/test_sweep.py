@@ -1,6 +1,7 @@
 """A real Hydra multirun over machine types, a failing job among them, and the results report."""
 
 import json
+import re
 
 import pytest
 from conftest import CSV_ONLY, cli_args, read_csv, read_wandb_run, run_cli, train_args
@@ -90,9 +91,9 @@ def test_report_logs_a_wandb_table_artifact_offline(sweep, tmp_path):
     rows = collect_runs(copy)
     log_report_to_wandb(copy, rows, project="asd-test", group="g1")
     wandb_run = read_wandb_run(copy / "wandb")
-    assert wandb_run["group"] == "g1" and wandb_run["name"] == "g1-report"
+    assert wandb_run["group"] == "g1" and wandb_run["name"] == "ganomaly_small report"
     official = summarise(rows)["ganomaly_small"]["official_score"]
-    assert wandb_run["summary"]["ganomaly_small/official_score"] == pytest.approx(official)
+    assert wandb_run["summary"]["official_score"] == pytest.approx(official)
     assert wandb_run["summary"]["results._type"] == "table-file"
 
 
@@ -126,6 +127,10 @@ def test_optuna_search_maximises_the_dcase_score(synthetic_root, tmp_path):
     scores = [json.loads(p.read_text())["dcase_score"] for p in trials]
     weights = {json.loads(p.read_text())["config"]["model"]["loss"]["w_rec"] for p in trials}
     assert len(weights) == 2, "each trial draws its own loss weights"
+    for path in trials:  # every sampled key names the trial's setting, rounded for reading
+        label = json.loads(path.read_text())["label"]
+        assert re.fullmatch(r"w_rec-[\d.]+\+w_ano-[\d.]+\+w_adv-[\d.]+\+lr-[\de.-]+", label), label
+        assert all(len(part.split("-", 1)[1].replace(".", "").lstrip("0")) <= 4 for part in label.split("+")[:3]), label
     assert f"Best value: {max(scores)}" in result.stdout + result.stderr
 
 
@@ -135,3 +140,80 @@ def test_slurm_launcher_config_composes():
     cfg = compose_config("experiment=dev_all", "hydra/launcher=slurm", return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.sweeper.params["data.section"] == "0,1,2"
+
+
+LOSS_WEIGHT_SWEEP = ["data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=1", "model.loss.w_rec=1,50"]
+"""Two machines and two settings of a loss weight, with the small run's ~10 shared overrides beside them."""
+
+
+@pytest.fixture(scope="module")
+def loss_weight_sweep(synthetic_root, tmp_path_factory):
+    """A real multirun with W&B offline: fan and valve, w_rec 1 and 50 (4 runs)."""
+    work = tmp_path_factory.mktemp("loss_weights")
+    result = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, "plots=false", multirun=True), cwd=work)
+    return work, result
+
+
+@pytest.mark.slow
+def test_a_sweep_names_its_settings_by_the_swept_key_only(loss_weight_sweep):
+    work, _ = loss_weight_sweep
+    settings = sorted(p.name for p in (work / "logs" / "train" / "ganomaly_small").iterdir())
+    assert [name.rsplit("-", 1)[0] for name in settings] == ["w_rec-1", "w_rec-50"], settings
+    for folder in (work / "logs" / "train" / "ganomaly_small").glob("*/*_sec0"):
+        wandb_run = read_wandb_run(folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        label = metrics["label"]
+        assert wandb_run["group"] == f"train/ganomaly_small/{metrics['run_id']}"
+        assert wandb_run["name"] == f"ganomaly_small {metrics['machine_type']} sec0 {label}"
+        assert sorted(wandb_run["tags"]) == sorted(
+            ["ganomaly_small", metrics["machine_type"], "section_00", label.replace("-", "=")]
+        )
+
+
+@pytest.mark.slow
+def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(loss_weight_sweep, synthetic_root):
+    work, result = loss_weight_sweep
+    lines = result.stdout.splitlines()
+    runs = [line for line in lines if "ganomaly_small w_rec-" in line]
+    assert len(runs) == 4, result.stdout
+    assert {line.split("ganomaly_small ", 1)[1].split("  ")[0] for line in runs} == {
+        f"w_rec-{w} {m} sec0" for w in (1, 50) for m in ("fan", "valve")
+    }
+    assert not [line for line in lines if "model.loss.w_rec=" in line], "no launcher line per job"
+    assert "sweep: varies data.machine_type, model.loss.w_rec" in result.stdout
+    assert re.search(r"^sweep: 4 runs: 4 done, 0 skipped, 0 failed in \d+ s$", result.stdout, re.M), result.stdout
+    train_log = next((work / "logs").rglob("fan_sec0/train.log")).read_text()
+    assert "test/source/auc_low" in train_log and "test/source/auc_high" in train_log, "the test table, whole names"
+    again = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, *CSV_ONLY, multirun=True), cwd=work)
+    assert again.stdout.count("skipped (finished before)") == 4
+    assert "sweep: 4 runs: 0 done, 4 skipped, 0 failed" in again.stdout
+
+
+@pytest.mark.slow
+def test_the_report_of_a_loss_weight_sweep_reads_well_in_csv_markdown_and_wandb(loss_weight_sweep, tmp_path):
+    work, _ = loss_weight_sweep
+    result = run_cli(cli_args("report", work / "logs" / "train", "--out", tmp_path, "--wandb"), cwd=tmp_path)
+    assert "wandb:" not in result.stdout + result.stderr, "silent like the training runs"
+    rows = read_csv(tmp_path / "results.csv")
+    assert {r["setting"] for r in rows} == {"ganomaly_small w_rec-1", "ganomaly_small w_rec-50"}
+    assert {float(r["model.loss.w_rec"]) for r in rows} == {1.0, 50.0}, "one column per varied key"
+    numbers = [r[k] for r in rows for k in ("auc", "pauc", "auc_low", "pauc_high") if r[k]]
+    assert numbers and all(len(n.split(".")[-1]) <= 6 for n in numbers), numbers
+    settings = (tmp_path / "results.md").read_text().split("## Settings")[1]
+    assert "| ganomaly_small w_rec-1 | 1 |" in settings and "+" not in settings.replace("w_rec", "")
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, "one W&B report run per setting"
+    trained = {
+        json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in work.rglob("fan_sec0/metrics.json")
+    }
+    for i, run in enumerate(runs):
+        folder = tmp_path / f"report_run_{i}"  # read_wandb_run reads the one run below a folder
+        folder.mkdir()
+        run.rename(folder / run.name)
+        wandb_run = read_wandb_run(folder)
+        label = wandb_run["name"].removeprefix("ganomaly_small ").removesuffix(" report")
+        assert wandb_run["group"] == f"train/ganomaly_small/{trained[label]['run_id']}", "the training runs' group"
+        assert wandb_run["config"]["model.loss.w_rec"] == trained[label]["config"]["model"]["loss"]["w_rec"]
+        keys = [k for k in wandb_run["summary"] if not k.startswith(("_", "results"))]
+        assert {"official_score", "hmean_auc/fan", "hmean_pauc/valve"} <= set(keys)
+        assert all(re.fullmatch(r"[a-z0-9_/]+", k) for k in keys), keys

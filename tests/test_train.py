@@ -53,7 +53,7 @@ def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert wandb_run["config"]["model.loss.w_rec"] == 50.0 and wandb_run["config"]["data.machine_type"] == "fan"
     assert wandb_run["config"]["model.optimizer_g.lr"] == metrics["config"]["model"]["optimizer_g"]["lr"]
-    assert {"ganomaly_small", "fan", "section_00", "trainer.max_epochs=25"} <= set(wandb_run["tags"])
+    assert {"ganomaly_small", "fan", "section_00", "max_epochs=25"} <= set(wandb_run["tags"])
     assert wandb_run["group"] == f"train/ganomaly_small/{metrics['run_id']}"
     assert wandb_run["name"].startswith("ganomaly_small fan sec0 ") and "max_epochs-25" in wandb_run["name"]
     for domain in ("source", "target"):
@@ -217,6 +217,7 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     # the same command resumes, finishes, and records the metrics
     resumed = run_cli(args, tmp_path)
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].endswith(" resumed"), "the summary line says it resumed"
     assert "not resumable" not in resumed.stdout + resumed.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed"
@@ -237,3 +238,17 @@ def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_
     records = [json.loads(path.read_text()) for path in log_dir.rglob("metrics.json")]
     assert len(records) == 1 and records[0]["status"] == "failed" and "data.root is not set" in records[0]["error"]
     assert records[0]["machine_type"] == "fan" and records[0]["section"] == ALL_SECTIONS
+
+
+@pytest.mark.slow
+def test_a_single_run_ends_with_its_one_line_summary_and_keeps_the_whole_names_table_in_train_log(
+    synthetic_root, tmp_path
+):
+    log_dir = tmp_path / "logs"
+    result = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.split(" - ", 1)[1].startswith("ganomaly_small trainer-cpu+") and "max_epochs-1 fan sec0" in last, last
+    assert "source AUC" in last
+    assert "Test metric" not in result.stdout and "test/source/auc" not in result.stdout, "no Lightning test table"
+    table = (run_dir(log_dir) / "train.log").read_text().split("test metrics:")[1]
+    assert "test/source/auc_low" in table and "test/source/auc_high" in table

@@ -6,11 +6,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..data.synth import is_synthetic
-from .tables import Interval, Pair, ReportTables, Table, build_tables
+from .tables import Interval, MeanStd, Pair, ReportTables, Table, Value, build_tables
+
+
+def _fmt_value(value: object) -> str:
+    """A config value as the value it is: numbers at 4 significant digits (``55.33``, ``0.0047``), no sign."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def _fmt(value: object) -> str:
-    """One cell as text: ``-`` for no value, 3 decimals for metrics, a sign for values outside [0, 1]."""
+    """One cell as text: ``-`` for no value, 3 decimals for metrics, a sign for differences outside [0, 1];
+    config values (:class:`~asd_ganomaly.results.tables.Value`) as values."""
+    if isinstance(value, Value):
+        return _fmt_value(value.value)
+    if isinstance(value, MeanStd):
+        return f"{value.mean:.3f} ± {value.std:.3f} (n={value.n})"
     if isinstance(value, Interval):
         return f"{value.low:.3f}-{value.high:.3f}"
     if isinstance(value, Pair):
@@ -75,7 +89,7 @@ def _summary_lines(tables: ReportTables) -> list[str]:
     runs, settings."""
     lines = _section(tables.per_machine) + _section(tables.side_by_side) + _section(tables.score_choices)
     lines += _section(tables.official, _official_bullets) + _section(tables.failed, _failed_bullets)
-    return lines + _section(tables.settings)
+    return lines + _section(tables.seeds) + _section(tables.settings)
 
 
 def render_markdown(tables: ReportTables) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ..data.dcase import ALL_SECTIONS, DOMAINS
 from ..evaluation.metrics import harmonic_mean, official_score
 from ..evaluation.summary import NO_LABELS
 from ..runs.files import METRICS_FILE
+from ..runs.identity import flatten_config
 from .markdown import render_markdown
 from .markdown import to_markdown as to_markdown  # the notebooks' way in
 from .reference import ae_baseline_hmean, report_auc
@@ -106,6 +108,8 @@ def _run_rows(folder: Path, metrics: object) -> list[dict]:
             "status": str(metrics["status"]),
             "selected_on_test": bool(metrics.get("selected_on_test", False)),
             "run_id": str(metrics.get("run_id") or ""),
+            "label": str(metrics.get("label") or _label_of(metrics.get("run_id"))),
+            "task": str(metrics.get("task") or ""),
             "varied": " ".join(map(str, metrics.get("varied") or [])),
             "config": metrics.get("config") if isinstance(metrics.get("config"), dict) else {},
             "data_root": metrics.get("data_root") or "",
@@ -152,18 +156,27 @@ def _per_section(metrics: dict) -> list[tuple[int, dict]]:
     return [(int(metrics["section"]), metrics)]
 
 
+def _label_of(run_id: object) -> str:
+    """The label part of a run id (``w_rec-10-1a2b3c4d`` -> ``w_rec-10``), for runs recorded before labels."""
+    return str(run_id or "").rsplit("-", 1)[0]
+
+
 def _name_settings(rows: list[dict]) -> None:
-    """``setting`` = model where the model ran with one config, else ``model [run id]``; a per-machine-type
-    run's setting says so (the same config trained per section is another setting)."""
+    """``setting`` = model where the model ran with one config, else ``model label`` (the run folder's label,
+    ``ganomaly w_rec-10``), or ``model run id`` where two configs share a label; a per-machine-type run's setting
+    says so (the same config trained per section is another setting)."""
     ids: dict[str, set] = defaultdict(set)
+    labels: dict[tuple[str, str], set] = defaultdict(set)
     for row in rows:
         if row.get("run_id"):
             ids[row["model"]].add(row["run_id"])
+            labels[(row["model"], row["label"])].add(row["run_id"])
     for row in rows:
-        several = len(ids[row["model"]]) > 1
-        row["setting"] = f"{row['model']} [{row['run_id']}]" if several and row.get("run_id") else row["model"]
-        if row.get("per_machine_type"):
-            row["setting"] += " per machine type"
+        setting = row["model"]
+        if len(ids[row["model"]]) > 1 and row.get("run_id"):
+            shared = len(labels[(row["model"], row["label"])]) > 1
+            setting += f" {row['run_id'] if shared or not row['label'] else row['label']}"
+        row["setting"] = setting + (" per machine type" if row.get("per_machine_type") else "")
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -254,29 +267,84 @@ def write_report(sweep_dirs: SweepDirs, out_dir: str | Path | None = None) -> tu
     return files.csv_path, files.md_path
 
 
+def wandb_key(text: str) -> str:
+    """A W&B summary key of plain parts: ``hmean AUC (fan)`` -> ``hmean_auc_fan``."""
+    return re.sub(r"[^a-z0-9/]+", "_", text.lower()).strip("_")
+
+
+def setting_summary(setting: str, summary: dict) -> dict[str, float]:
+    """A setting's report numbers under tidy keys: ``official_score``, ``official_score_low``/``_high``,
+    ``hmean_auc/fan``, ``hmean_pauc/fan``..."""
+    s = summary[setting]
+    values = {"official_score": s["official_score"], "pairs": len(s["auc"])}
+    if s.get("official_interval"):
+        values["official_score_low"], values["official_score_high"] = s["official_interval"]
+    for machine, m in s["machines"].items():
+        values[f"hmean_auc/{wandb_key(machine)}"] = m["hmean_auc"]
+        values[f"hmean_pauc/{wandb_key(machine)}"] = m["hmean_pauc"]
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _setting_runs(rows: list[dict]) -> dict[str, dict]:
+    """Per setting: its training runs' W&B group (``<task>/<model>/<run id>``, as ``conf/logger/wandb.yaml``
+    names it), its config (flattened) and its rows."""
+    settings: dict[str, dict] = {}
+    for row in rows:
+        entry = settings.setdefault(row["setting"], {"group": None, "config": {}, "rows": []})
+        entry["rows"].append(row)
+        if row.get("run_id") and row.get("task") and entry["group"] is None:
+            entry["group"] = f"{row['task']}/{row['model']}/{row['run_id']}"
+            entry["config"] = flatten_config(row.get("config") or {})
+    return settings
+
+
 def log_report_to_wandb(
     sweep_dir: str | Path, report: ReportTables | list[dict], project: str, group: str | None = None
 ) -> None:
-    """Log the results table (of built tables, or of collected rows) as a W&B table artifact of the sweep group,
-    with each setting's official score in the run summary (offline unless logged in); the W&B files go below
-    ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
+    """One W&B run (``job_type=report``) per setting, in the group of that setting's training runs (or ``group``
+    where given), with its config, its results rows as a table and its report numbers under tidy summary keys
+    (:func:`setting_summary`); silent and offline unless logged in, like the training runs. The W&B files go
+    below ``sweep_dir`` (the report's output folder where it reports several sweeps)."""
+    tables = report if isinstance(report, ReportTables) else build_tables(report, summarise(report))
+    rows, summary = tables.rows, tables.summary
+    columns = list(tables.results.columns)
+    for setting, entry in _setting_runs(rows).items():
+        if setting not in summary:
+            continue
+        cells = [row for row in tables.results.rows if row[columns.index("setting")] == setting]
+        run_group = group or entry["group"] or Path(sweep_dir).name
+        _log_setting(sweep_dir, project, run_group, setting, entry, columns, cells, summary)
+
+
+def _log_setting(
+    sweep_dir: str | Path,
+    project: str,
+    group: str,
+    setting: str,
+    entry: dict,
+    columns: list[str],
+    cells: list[tuple],
+    summary: dict,
+) -> None:
+    """The report run of one setting."""
     import wandb
 
     from ..runs.tracking import resolve_wandb_offline
 
-    tables = report if isinstance(report, ReportTables) else build_tables(report, summarise(report))
-    group = group or Path(sweep_dir).name
     mode = "offline" if resolve_wandb_offline("auto") else "online"
     run = wandb.init(
-        project=project, group=group, job_type="report", name=f"{group}-report", dir=str(sweep_dir), mode=mode
+        project=project,
+        group=group,
+        job_type="report",
+        name=f"{setting} report",
+        config=entry["config"],
+        dir=str(sweep_dir),
+        mode=mode,
+        settings=wandb.Settings(silent=True),
+        reinit="create_new",
     )
     try:
-        table = wandb.Table(columns=list(tables.results.columns), data=[list(row) for row in tables.results.rows])
-        artifact = wandb.Artifact(f"results-{group}", type="results")
-        artifact.add(table, "results")
-        run.log({"results": table})
-        run.log_artifact(artifact)
-        for setting, score, *_ in tables.official.rows:
-            run.summary[f"{setting}/official_score"] = score
+        run.log({"results": wandb.Table(columns=columns, data=[list(row) for row in cells])})
+        run.summary.update(setting_summary(setting, summary))
     finally:
         run.finish()

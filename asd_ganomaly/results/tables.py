@@ -11,8 +11,11 @@ with the test clips drawn, not with the training seed.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import mean, stdev
 from typing import NamedTuple
 
 from ..evaluation.bootstrap import official_score_interval
@@ -42,6 +45,7 @@ RESULT_COLUMNS = (
     "auc_minus_report_ganomaly",
     "selected_on_test",
     "run_id",
+    "label",
     "varied",
     "data_root",
     "error",
@@ -49,7 +53,11 @@ RESULT_COLUMNS = (
     *INTERVAL_COLUMNS,
     *SCORE_CHOICE_COLUMNS,
 )
-"""The columns of results.csv and of the W&B results table: one row per run and domain."""
+"""The columns of results.csv and of the W&B results table: one row per run and domain (then one column per
+config key that differs between the settings, :func:`results_table`)."""
+METRIC_DIGITS = 6
+"""Decimals of the metrics in results.csv (an AUC of 0.6970000000000001 is written 0.697)."""
+SEED_KEY = "seed"
 
 PUBLISHED = {
     "report AE": "report_ae_auc",
@@ -104,8 +112,29 @@ class Pair(NamedTuple):
     pauc: float | None
 
 
+class Value(NamedTuple):
+    """A config value, one cell: rendered as the value it is (4 significant digits), never as a metric."""
+
+    value: object
+
+
+class MeanStd(NamedTuple):
+    """Mean, sample standard deviation (0 for one value) and count of a metric over seeds, one cell."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def mean_std(values: Iterable[float]) -> MeanStd:
+    """Mean ± sample standard deviation of ``values`` (0 for one value) and how many there are."""
+    values = list(values)
+    return MeanStd(mean(values), stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
 Cell = object
-"""A table cell: a number, text, None (no value), an :class:`Interval` or a :class:`Pair`; renderers format it."""
+"""A table cell: a number, text, None (no value), an :class:`Interval`, a :class:`Pair`, a :class:`Value` or a
+:class:`MeanStd`; renderers format it."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +162,12 @@ class ReportTables:
     official: Table
     failed: Table | None
     settings: Table | None
+    seeds: Table | None = None
+    """Where settings differ only in ``seed``: each group's scores as mean ± std over its seeds."""
+    rows: list[dict] = field(default_factory=list, repr=False)
+    """The collected rows the tables were built from (for W&B's per-setting runs)."""
+    summary: dict = field(default_factory=dict, repr=False)
+    """Their summary (:func:`~asd_ganomaly.results.report.summarise`)."""
 
 
 def build_tables(rows: list[dict], summary: dict) -> ReportTables:
@@ -148,12 +183,29 @@ def build_tables(rows: list[dict], summary: dict) -> ReportTables:
         official=official_table(summary),
         failed=failed_table(summary),
         settings=settings_table(rows),
+        seeds=seed_table(rows, summary),
+        rows=rows,
+        summary=summary,
     )
 
 
 def results_table(rows: list[dict]) -> Table:
-    """Every row with every column of :data:`RESULT_COLUMNS` (None where a row lacks one)."""
-    return Table("Results", RESULT_COLUMNS, [tuple(r.get(c) for c in RESULT_COLUMNS) for r in rows])
+    """Every row with every column of :data:`RESULT_COLUMNS` (None where a row lacks one), metrics rounded to
+    :data:`METRIC_DIGITS` decimals, then one column per config key that differs between the settings (its exact
+    value), so a sweep groups by ``model.loss.w_rec`` without parsing a string."""
+    settings = differing_keys(rows)
+    keys = sorted({k for values in settings.values() for k in values}) if len(settings) > 1 else []
+    cells = [
+        tuple(_rounded(r.get(c)) for c in RESULT_COLUMNS)
+        + tuple(settings.get(r.get("setting"), {}).get(k) for k in keys)
+        for r in rows
+    ]
+    return Table("Results", (*RESULT_COLUMNS, *keys), cells)
+
+
+def _rounded(value: object) -> object:
+    """A float at :data:`METRIC_DIGITS` decimals; anything else as it is."""
+    return round(value, METRIC_DIGITS) if isinstance(value, float) else value
 
 
 def _completed(rows: list[dict]) -> list[dict]:
@@ -265,8 +317,49 @@ def settings_table(rows: list[dict]) -> Table | None:
     keys = sorted({k for values in settings.values() for k in values})
     if len(settings) < 2 or not keys:
         return None
-    cells = [(setting, *(values.get(k) for k in keys)) for setting, values in settings.items()]
+    cells = [(setting, *(Value(values.get(k)) for k in keys)) for setting, values in settings.items()]
     return Table("Settings (the config keys that differ between them)", ("setting", *keys), cells)
+
+
+def seed_groups(rows: list[dict]) -> dict[str, list[str]]:
+    """The settings that differ in ``seed`` only, grouped: ``{"ganomaly w_rec-10": [its settings, one per
+    seed]}``; empty when no two settings differ in the seed alone."""
+    configs = {}
+    for row in rows:
+        if row.get("config") and row["setting"] not in configs:
+            configs[row["setting"]] = flatten_config(row["config"])
+    groups: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for setting, config in configs.items():
+        rest = json.dumps({k: v for k, v in config.items() if k != SEED_KEY}, sort_keys=True, default=str)
+        names.setdefault(rest, _without_seed(setting))
+        groups.setdefault(names[rest], []).append(setting)
+    return groups if any(len(members) > 1 for members in groups.values()) else {}
+
+
+def _without_seed(setting: str) -> str:
+    """A setting's name without its ``seed-N`` label part: ``ganomaly w_rec-10+seed-2`` -> ``ganomaly w_rec-10``."""
+    model, _, label = setting.partition(" ")
+    kept = [part for part in label.split("+") if part and not part.startswith(f"{SEED_KEY}-")]
+    return " ".join([model, "+".join(kept)]) if kept else model
+
+
+def seed_table(rows: list[dict], summary: dict) -> Table | None:
+    """Where a sweep varies ``seed``: per group of settings that differ in it only, the official score and the
+    hmean AUC and pAUC over all its runs, as mean ± std over the seeds (n: how many seeds finished)."""
+    groups = seed_groups(rows)
+    if not groups:
+        return None
+    cells = []
+    for group, members in groups.items():
+        done = [summary[m] for m in members if m in summary and summary[m]["auc"]]
+        official = mean_std(s["official_score"] for s in done) if done else None
+        auc = mean_std(harmonic_mean(s["auc"]) for s in done) if done else None
+        pauc = mean_std(harmonic_mean(s["pauc"]) for s in done) if done else None
+        cells.append((group, official, auc, pauc, len(done)))
+    note = "Mean ± sample standard deviation over the training seeds; n: the seeds whose runs finished."
+    title = "Over seeds (settings that differ in seed only)"
+    return Table(title, ("setting", "official score", "hmean AUC", "hmean pAUC", "n"), cells, (note,))
 
 
 def differing_keys(rows: list[dict]) -> dict[str, dict[str, object]]:

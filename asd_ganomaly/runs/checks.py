@@ -7,9 +7,10 @@ message says what to change, before W&B starts, a run folder is written or an ep
 
 from __future__ import annotations
 
+import difflib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,39 @@ def check_selection(select_on_test: bool, test: list[ClipInfo]) -> None:
         raise ConfigError("select_on_test=true selects on the test AUC, but the test clips carry no labels")
 
 
-def discard_unused_run_dir(out: Path) -> bool:
+def key_hint(cfg: DictConfig, key: str) -> str | None:
+    """For a dotted key that ``cfg`` lacks, the closest key it has: ``model.loss.w_recc`` -> ``model.loss.w_rec``
+    (the first missing part matched among its siblings, the rest kept); None when the key exists or nothing is
+    close."""
+    node: Any = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            return None
+        if part not in node:
+            close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.6)
+            return ".".join([*parts[:i], close[0], *parts[i + 1 :]]) if close else None
+        node = node._get_node(part)
+    return None
+
+
+def unknown_key_hints(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
+    """``did you mean`` lines for the command line's ``key=value`` overrides whose key ``cfg`` lacks (a ``+key``
+    adds one on purpose; Hydra's own keys are Hydra's)."""
+    hints = []
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" not in override or key.startswith(("+", "~", "-", "hydra")) or "/" in key or "@" in key:
+            continue
+        if (hint := key_hint(cfg, key)) is not None:
+            hints.append(f"{key} is not a config key: did you mean {hint}?")
+    return hints
+
+
+def discard_unused_run_dir(out: Path, keep: Path | None = None) -> bool:
     """Remove ``out`` when it holds nothing but what Hydra writes at start (``.hydra/`` and ``*.log``) and the
-    run lock, so a run refused before any work leaves no folder that a report would list. Returns True when
-    removed."""
+    run lock, so a run refused before any work leaves no folder that a report would list; then its parents
+    that it leaves empty, up to ``keep`` (the log folder; not removed). Returns True when removed."""
     if not out.is_dir():
         return False
     entries = list(out.iterdir())
@@ -209,4 +239,16 @@ def discard_unused_run_dir(out: Path) -> bool:
     for entry in entries:
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     out.rmdir()
+    _remove_empty_parents(out, keep)
     return True
+
+
+def _remove_empty_parents(out: Path, keep: Path | None) -> None:
+    """The empty folders above ``out`` (its setting, model, task folders) up to ``keep``, which stays."""
+    if keep is None:
+        return
+    keep = keep.resolve()
+    parent = out.resolve().parent
+    while parent != keep and keep in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent

@@ -45,11 +45,11 @@ def resolve_wandb_offline(value: object) -> bool:
 
 def wandb_run_args(cfg: DictConfig, info: dict) -> dict:
     """Extra ``wandb.init`` arguments of a run: the whole resolved config, flattened (``model.loss.w_rec``...),
-    and tags for the model, machine, section (``all_sections`` for a per-machine-type run) and the command
-    line's overrides (``info``: :func:`~asd_ganomaly.runs.identity.run_info`)."""
+    and tags for the model, machine, section (``all_sections`` for a per-machine-type run) and the setting's
+    varied keys, ``w_rec=10`` (``info``: :func:`~asd_ganomaly.runs.identity.run_info`)."""
     section = info["section"]
     section_tag = f"section_{section:02d}" if isinstance(section, int) else f"{section}_sections"
-    tags = [info["model"], info["machine_type"], section_tag, *info["varied"]]
+    tags = [info["model"], info["machine_type"], section_tag, *info.get("tags", [])]
     config = flatten_config(OmegaConf.to_container(cfg, resolve=True))
     return {"config": config, "tags": [tag[:64] for tag in tags]}
 

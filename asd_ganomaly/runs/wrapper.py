@@ -10,7 +10,8 @@
 - the run folder is locked for the run's life (:mod:`~asd_ganomaly.runs.lock`): a second process on it is refused
   at once (one line, exit 2; in a multirun recorded ``skipped: running elsewhere``);
 - SIGTERM (pre-emption, ``scontrol requeue``) exits 143, not Lightning's 0: the run did not finish;
-- in a multirun the console gets one line per run (the full output is in the run's train.log);
+- every run ends with one console line naming its setting and how it ended (``resumed``, ``skipped``...); in a
+  multirun that is all the console gets of it (the full output is in the run's train.log);
 - :func:`one_line_user_errors` wraps the Hydra entry point itself: a user error raised inside Hydra (a run folder
   part that ``${plain:}`` refuses, resolved before the task runs) is one line and exit 2 as well; anything else
   is reported as Hydra reports it.
@@ -37,7 +38,7 @@ from ..core.errors import USER_ERROR_EXIT, UserError, error_line
 from . import console
 from .checks import discard_unused_run_dir
 from .files import METRICS_FILE, is_finished, run_record, write_json_atomic
-from .identity import RunConfigMismatchError, config_section, run_info
+from .identity import RunConfigMismatchError, config_section, run_info, setting_label
 from .lock import RunLockedError, run_lock
 from .resume import SIGTERM_EXIT_CODE
 from .tracking import finish_wandb
@@ -64,6 +65,7 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
         console.route_library_logs()
         started, metrics = time.monotonic(), {}
         status = "skipped (finished before)" if cfg.skip_finished and is_finished(out) else "completed"
+        resumed = status == "completed" and bool(cfg.resume) and any((out / "checkpoints").glob("*.ckpt"))
         with console.quiet_console(multirun):
             try:
                 with run_lock(out):  # one process per run folder; a second one is refused at once
@@ -80,7 +82,8 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                 user_error(error, multirun)
             except UserError as error:
                 status = "failed"
-                if multirun or not discard_unused_run_dir(out):  # refused before any work: leave no folder behind
+                # refused before any work: leave no folder behind (nor the setting folder above it)
+                if multirun or not discard_unused_run_dir(out, keep=_log_dir(cfg)):
                     record_failure(cfg, out, error, traceback=False)
                 user_error(error, multirun)
             except Exception as error:
@@ -90,15 +93,27 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                     raise
             finally:
                 finish_wandb()
-            if multirun:
-                name = f"{cfg.model.name} {cfg.data.machine_type} sec{config_section(cfg)}"
-                seconds = time.monotonic() - started
-                logging.getLogger(console.SWEEP_LOGGER).info(
-                    console.run_summary(HydraConfig.get().job.num, name, metrics, seconds, status)
-                )
+            if status == "completed" and resumed:
+                status = "resumed"
+            job = HydraConfig.get().job.num if multirun else None
+            line = console.run_summary(job, run_name(cfg), metrics, time.monotonic() - started, status)
+            logging.getLogger(console.SWEEP_LOGGER).info(line)
         return metrics
 
     return wrapped
+
+
+def _log_dir(cfg: DictConfig) -> Path | None:
+    """The configured log folder (the top of every run folder), None where it cannot be read."""
+    value = OmegaConf.select(cfg, "paths.log_dir", default=None, throw_on_resolution_failure=False)
+    return Path(value) if value else None
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``ganomaly_small w_rec-10 fan sec0``: model, setting label, machine and section, as on the console."""
+    machine = OmegaConf.select(cfg, "data.machine_type", default="?", throw_on_resolution_failure=False)
+    model = OmegaConf.select(cfg, "model.name", default="?", throw_on_resolution_failure=False)
+    return f"{model} {setting_label(cfg)} {machine} sec{config_section(cfg, default='?')}"
 
 
 def user_error(error: UserError, multirun: bool) -> None:

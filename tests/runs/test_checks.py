@@ -162,3 +162,36 @@ def test_recording_a_failure_never_hides_the_error(tmp_path, caplog):
     # the record is written with what the broken config still says
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and "the real error" in record["error"] and record["machine_type"] == "fan"
+
+
+def test_a_discarded_run_takes_its_empty_setting_folder_along_but_not_the_log_folder(tmp_path):
+    logs = tmp_path / "logs"
+    run = logs / "train" / "ganomaly" / "w_rec--1-0123abcd" / "fan_sec0"
+    (run / ".hydra").mkdir(parents=True)
+    other = logs / "train" / "ganomaly" / "w_rec-10-89abcdef" / "fan_sec0"
+    other.mkdir(parents=True)
+    assert discard_unused_run_dir(run, keep=logs)
+    assert not run.parent.exists(), "no empty setting folder is left behind"
+    assert other.is_dir() and logs.is_dir()
+
+
+def test_an_unknown_key_gets_a_did_you_mean():
+    from asd_ganomaly.runs.checks import key_hint, unknown_key_hints
+
+    cfg = config()
+    assert key_hint(cfg, "model.loss.w_recc") == "model.loss.w_rec"
+    assert key_hint(cfg, "trainr.max_epochs") == "trainer.max_epochs"
+    assert key_hint(cfg, "model.loss.w_rec") is None and key_hint(cfg, "model.loss.zzzzzz") is None
+    hints = unknown_key_hints(cfg, ["model.loss.w_recc=10", "+model.extra=1", "hydra.verbose=true", "seed=1"])
+    assert hints == ["model.loss.w_recc is not a config key: did you mean model.loss.w_rec?"]
+
+
+@pytest.mark.slow
+def test_asd_train_says_did_you_mean_for_a_typo_and_a_refused_run_leaves_no_folder(synthetic_root, tmp_path):
+    from conftest import run_cli, train_args
+
+    typo = run_cli(train_args(synthetic_root, tmp_path, "model.loss.w_recc=10"), cwd=tmp_path, check=False)
+    assert typo.returncode == 1 and "did you mean model.loss.w_rec?" in typo.stderr
+    refused = run_cli(train_args(synthetic_root, tmp_path, "model.loss.w_rec=-1"), cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "model.loss.w_rec must be a number >= 0" in refused.stderr
+    assert not [p for p in (tmp_path / "logs").rglob("*")], "nothing below the log folder"
