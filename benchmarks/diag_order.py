@@ -4,7 +4,7 @@ the global RNG, as ``diag_window.py``) or from the DataModule's own ``TensorBatc
 ``--order-seed``, as ``asd-train``); the official score of the reconstruction score and of residual variants
 (docs/diagnosis.md, section 14).
 
-    python benchmarks/diag_order.py --loader tensorbatches --order-seed 1 --epochs 25 --sections all
+    python benchmarks/diag_order.py NAME --loader tensorbatches --order-seed 1 --epochs 25 --sections all
 """
 
 from __future__ import annotations
