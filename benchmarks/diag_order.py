@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from diag_lib import build, experiment_parser, floor_scores, fmt, load_features, section_metrics, selected_sections
 from diag_lib import summary as summarise
+from diag_window import fit
 from diag_window import train as train_from_dataloader
 
 from asd_ganomaly.data.datamodule import TensorBatches
@@ -29,17 +30,7 @@ def train_from_tensorbatches(module, x: torch.Tensor, epochs: int, batch: int, o
     """Fit ``module`` on ``x`` with the batches ``asd-train``'s DataModule draws (drop_last, per-epoch order)."""
     module.fit_normalizer(x)
     loader = TensorBatches((x, torch.zeros(len(x), dtype=torch.long)), batch, True, True, order_seed)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        limit_train_batches=limit or 1.0,
-        accelerator="cpu",
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_dataloaders=loader)
+    fit(module, loader, epochs, limit, deterministic=True)
 
 
 @torch.no_grad()

@@ -37,7 +37,11 @@ from diag_lib import (
 def train(module, x: torch.Tensor, epochs: int, batch: int, limit_batches: int | None = None) -> None:
     """Fit ``module`` on the training clips ``x`` with a Trainer: shuffled batches, drop_last, as the DataModule."""
     module.fit_normalizer(x)
-    loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
+    fit(module, DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True), epochs, limit_batches)
+
+
+def fit(module, loader, epochs: int, limit_batches: int | None = None, **trainer_args) -> None:
+    """A quiet CPU Trainer without logger or checkpoints fits ``module`` on ``loader`` for ``epochs``."""
     trainer = L.Trainer(
         max_epochs=epochs,
         limit_train_batches=limit_batches or 1.0,
@@ -46,6 +50,7 @@ def train(module, x: torch.Tensor, epochs: int, batch: int, limit_batches: int |
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **trainer_args,
     )
     trainer.fit(module, train_dataloaders=loader)
 
