@@ -26,19 +26,24 @@ def study_storage(folder: str, name: str = STUDY_FILE) -> str:
 
 
 def stamp_schema(url: str) -> None:
-    """Create the study tables at ``url`` and commit their schema version, unless it is there."""
+    """Create the study tables at ``url`` and commit their schema version, unless it is there. An engine of its
+    own does it, before Optuna opens the file: Optuna's own first stamp holds an uncommitted write on a
+    connection it never closes, and a second writer then finds the database locked."""
     from alembic.migration import MigrationContext
-    from optuna.storages import RDBStorage
+    from alembic.script import ScriptDirectory
+    from optuna.storages._rdb import models
+    from sqlalchemy import create_engine
 
-    storage = RDBStorage(url, skip_compatibility_check=True)
-    versions = storage._version_manager  # optuna's own schema scripts: the revision it checks against
+    script = ScriptDirectory(str(Path(models.__file__).parent / "alembic"))  # optuna's schema revisions
+    engine = create_engine(url)
     try:
-        with storage.engine.begin() as connection:
+        models.BaseModel.metadata.create_all(engine)
+        with engine.begin() as connection:
             context = MigrationContext.configure(connection)
             if context.get_current_revision() is None:
-                context.stamp(versions._create_alembic_script(), versions.get_head_version())
+                context.stamp(script, script.get_current_head())
     finally:
-        storage.engine.dispose()
+        engine.dispose()
 
 
 def register_study_resolver() -> None:
