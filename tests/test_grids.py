@@ -89,8 +89,8 @@ def run_folders(log_dir, model):
 @pytest.mark.slow
 def test_dev_all_runs_a_per_machine_type_model_once_per_machine_type(sweeps):
     work, outputs = sweeps
-    assert "Launching 2 jobs" in outputs["mobilenet"] and "Launching 1 jobs" in outputs["ae_types"]
-    assert "Launching 3 jobs" in outputs["ae"]
+    assert "sweep: 2 runs: 2 done" in outputs["mobilenet"] and "sweep: 1 runs: 1 done" in outputs["ae_types"]
+    assert "sweep: 3 runs: 3 done" in outputs["ae"]  # the sweep's tally
     mobilenet = run_folders(work / "A" / "dev_all", "mobilenetv2_baseline")
     assert set(mobilenet) == {"fan_secall", "valve_secall"}
     ae = run_folders(work / "B" / "dev_all", "ae_baseline")
