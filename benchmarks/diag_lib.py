@@ -4,8 +4,10 @@ the no-training floor, a training loop identical to GANomalyModule.training_step
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,6 +43,15 @@ def load_features(root: str, out: str, config: FeatureConfig | None = None, keys
         }
     torch.save(data, out)
     return data
+
+
+def quiet_experiment_data(args: argparse.Namespace) -> dict:
+    """One thread, Lightning's and Python's warnings silenced, and the features of ``args.data`` (cached beside
+    it): the set-up of a diagnosis run that trains with a Trainer."""
+    torch.set_num_threads(1)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    return load_features(args.data, args.data.rstrip("/") + "_feats.pt")
 
 
 def experiment_parser(out: str) -> argparse.ArgumentParser:

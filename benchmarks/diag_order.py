@@ -9,16 +9,22 @@ the global RNG, as ``diag_window.py``) or from the DataModule's own ``TensorBatc
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diag_lib import build, experiment_parser, floor_scores, fmt, load_features, section_metrics, selected_sections
+from diag_lib import (
+    build,
+    experiment_parser,
+    floor_scores,
+    fmt,
+    quiet_experiment_data,
+    section_metrics,
+    selected_sections,
+)
 from diag_lib import summary as summarise
 from diag_window import fit
 from diag_window import train as train_from_dataloader
@@ -62,10 +68,7 @@ def main() -> None:
     parser.add_argument("--no-one-step", action="store_true", help="skip the one-step models")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
-    torch.set_num_threads(1)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    data = load_features(args.data, args.data.rstrip("/") + "_feats.pt")
+    data = quiet_experiment_data(args)
     stages = [("trained", args.epochs, None)] + ([] if args.no_one_step else [("one step", 1, 1)])
     for seed in [int(s) for s in args.seeds.split(",")]:
         per: dict[str, dict] = {"floor": {}}

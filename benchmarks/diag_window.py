@@ -11,9 +11,7 @@ folder); results are appended as JSON lines to ``--out``.
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +24,7 @@ from diag_lib import (
     experiment_parser,
     floor_scores,
     fmt,
-    load_features,
+    quiet_experiment_data,
     section_metrics,
     selected_sections,
     summary,
@@ -74,10 +72,7 @@ def main() -> None:
     parser.add_argument("--pools", nargs="+", default=["mean"], help="poolings to score with (mean, max, top)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
-    torch.set_num_threads(1)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    data = load_features(args.data, args.data.rstrip("/") + "_feats.pt")
+    data = quiet_experiment_data(args)
     keys = selected_sections(data, args.sections)
     for seed in [int(s) for s in args.seeds.split(",")]:
         per: dict[str, dict] = {"floor": {}}
