@@ -1,0 +1,81 @@
+"""How GANomaly's scores grow with the number of optimizer steps, and whether the trained encoder's codes detect
+better than the input's band statistics (docs/diagnosis.md, section 15).
+
+    python benchmarks/diag_steps.py steps --sections s0 --steps 1,100,400
+
+For each section, ``experiment=demo``'s model (plus overrides) trains for each number of steps with
+``diag_lib.train_gan`` (the module's updates without a Trainer) from the same seed; printed per step count: the
+reconstruction score (mean |X - X~|), and a 1-NN distance (z-scored on the training clips, as the no-training
+floor) on the per-channel-and-row mean and std over time of Z (``knn z``), Z' (``knn zp``), Z - Z' (``knn dz``)
+and the residual X - X~ (``knn res``), beside the floor.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from diag_lib import (
+    build,
+    experiment_parser,
+    floor_scores,
+    fmt,
+    quiet_experiment_data,
+    section_metrics,
+    selected_sections,
+    summary,
+    train_gan,
+)
+
+
+def nearest_training_distance(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """1-NN distance of each test row to the training rows, every column z-scored on the training rows."""
+    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+    return torch.cdist((test - mu) / sd, (train - mu) / sd).min(1).values
+
+
+@torch.no_grad()
+def pooled_codes(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean and std over time of Z, Z', Z - Z' and the residual, flattened per clip, for raw log-mel ``x``."""
+    module.eval()
+    xn = module.normalizer(x)
+    _, x_rec, z, zp = module.net(xn)
+    residual = xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]]
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t.mean(-1).flatten(1), t.std(-1).flatten(1)], 1)
+
+    return {"z": pool(z), "zp": pool(zp), "dz": pool(z - zp), "res": pool(residual)}
+
+
+def main() -> None:
+    parser = experiment_parser("")
+    parser.add_argument("--steps", default="1,100,400", help="comma-separated step counts")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    data = quiet_experiment_data(args)
+    seed = int(args.seeds.split(",")[0])
+    per: dict[str, dict] = {"floor": {}}
+    for key in selected_sections(data, args.sections):
+        d = data[key]
+        per["floor"][key] = section_metrics(floor_scores(d), d)
+        for steps in [int(s) for s in args.steps.split(",")]:
+            torch.manual_seed(seed)
+            module, _ = build("experiment=demo", *args.overrides)
+            train_gan(module, d["train"], steps, args.batch, seed)
+            train, test = pooled_codes(module, d["train"]), pooled_codes(module, d["test"])
+            for name in train:
+                scores = nearest_training_distance(train[name], test[name])
+                per.setdefault(f"{steps} steps: knn {name}", {})[key] = section_metrics(scores, d)
+            with torch.no_grad():
+                rec = module.net.scores(module.normalizer(d["test"]))["score_rec"]
+            per.setdefault(f"{steps} steps: reconstruction", {})[key] = section_metrics(rec, d)
+    for name, results in per.items():
+        print(fmt(name, summary(results)))
+
+
+if __name__ == "__main__":
+    main()
