@@ -181,7 +181,9 @@ def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(lo
     }
     assert not [line for line in lines if "model.loss.w_rec=" in line], "no launcher line per job"
     assert "sweep: varies data.machine_type, model.loss.w_rec" in result.stdout
-    assert re.search(r"^sweep: 4 runs: 4 done, 0 skipped, 0 failed in \d+ s$", result.stdout, re.M), result.stdout
+    assert re.search(r"^sweep: 4 runs: 4 done, 0 skipped, 0 failed in (\d+ min )?\d+ s$", result.stdout, re.M), (
+        result.stdout
+    )
     train_log = next((work / "logs").rglob("fan_sec0/train.log")).read_text()
     assert "test/source/auc_low" in train_log and "test/source/auc_high" in train_log, "the test table, whole names"
     again = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, *CSV_ONLY, multirun=True), cwd=work)
