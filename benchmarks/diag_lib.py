@@ -47,7 +47,7 @@ def load_features(root: str, out: str, config: FeatureConfig | None = None, keys
 
 def quiet_experiment_data(args: argparse.Namespace) -> dict:
     """One thread, Lightning's and Python's warnings silenced, and the features of ``args.data`` (cached beside
-    it): the set-up of a diagnosis run that trains with a Trainer."""
+    it): the set-up of a diagnosis run."""
     torch.set_num_threads(1)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -74,15 +74,20 @@ def selected_sections(data: dict, spec: str) -> list:
     return [k for k in data if keep is None or k[1] in keep]
 
 
+def time_stats(t: torch.Tensor) -> torch.Tensor:
+    """Mean and std over the last (time) axis of every other position, flattened to one row per clip."""
+    return torch.cat([t.mean(-1).flatten(1), t.std(-1).flatten(1)], 1)
+
+
+def nearest_training_distance(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """1-NN distance of each test row to the training rows, every column z-scored on the training rows."""
+    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+    return torch.cdist((test - mu) / sd, (train - mu) / sd).min(1).values
+
+
 def floor_scores(d: dict) -> torch.Tensor:
     """1-NN distance of per-band mean and std of the log-mel, z-scored on the training clips."""
-
-    def stats(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.mean(-1), x.std(-1)], 1)
-
-    tr, te = stats(d["train"]), stats(d["test"])
-    mu, sd = tr.mean(0), tr.std(0).clamp_min(1e-6)
-    return torch.cdist((te - mu) / sd, (tr - mu) / sd).min(1).values
+    return nearest_training_distance(time_stats(d["train"]), time_stats(d["test"]))
 
 
 def section_metrics(scores: torch.Tensor, d: dict) -> list[tuple[float, float]]:

@@ -23,18 +23,14 @@ from diag_lib import (
     experiment_parser,
     floor_scores,
     fmt,
+    nearest_training_distance,
     quiet_experiment_data,
     section_metrics,
     selected_sections,
     summary,
+    time_stats,
     train_gan,
 )
-
-
-def nearest_training_distance(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
-    """1-NN distance of each test row to the training rows, every column z-scored on the training rows."""
-    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
-    return torch.cdist((test - mu) / sd, (train - mu) / sd).min(1).values
 
 
 @torch.no_grad()
@@ -44,11 +40,7 @@ def pooled_codes(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     xn = module.normalizer(x)
     _, x_rec, z, zp = module.net(xn)
     residual = xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]]
-
-    def pool(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t.mean(-1).flatten(1), t.std(-1).flatten(1)], 1)
-
-    return {"z": pool(z), "zp": pool(zp), "dz": pool(z - zp), "res": pool(residual)}
+    return {"z": time_stats(z), "zp": time_stats(zp), "dz": time_stats(z - zp), "res": time_stats(residual)}
 
 
 def main() -> None:
