@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -122,8 +123,20 @@ def build(*overrides: str):
     return build_detector(cfg.model), cfg
 
 
-def train_gan(module, x: torch.Tensor, steps: int, batch: int, seed: int, log_every: int = 0) -> list[dict]:
-    """The same updates as GANomalyModule.training_step, without a Trainer (shuffled epochs, drop_last)."""
+def train_gan(
+    module,
+    x: torch.Tensor,
+    steps: int,
+    batch: int,
+    seed: int,
+    log_every: int = 0,
+    on_step: Callable[[int], None] | None = None,
+    epoch_order: Callable[[int, torch.Generator], torch.Tensor] | None = None,
+) -> list[dict]:
+    """The same updates as GANomalyModule.training_step, without a Trainer (shuffled epochs, drop_last).
+
+    ``on_step(step)`` is called after every optimizer step; ``epoch_order(n, generator)`` replaces the epoch's
+    permutation of the ``n`` training clips (indices, repeats allowed)."""
     torch.manual_seed(seed)
     module.fit_normalizer(x)
     opt_g = module.optimizer_factories[0](params=module.net.generator.parameters())
@@ -132,8 +145,8 @@ def train_gan(module, x: torch.Tensor, steps: int, batch: int, seed: int, log_ev
     module.train()
     gen = torch.Generator().manual_seed(seed)
     while step < steps:
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(len(x) // batch):
+        order = (epoch_order or torch.randperm)(len(x), generator=gen)
+        for i in range(len(order) // batch):
             xb = module.normalizer(x[order[i * batch : (i + 1) * batch]])
             x_pad, x_rec, z, zp = net(xb)
             terms = module.loss(x_pad, x_rec, z, zp, net.discriminator(x_pad), net.discriminator(x_rec))
@@ -145,6 +158,8 @@ def train_gan(module, x: torch.Tensor, steps: int, batch: int, seed: int, log_ev
             loss_d.backward()
             opt_d.step()
             step += 1
+            if on_step is not None:
+                on_step(step)
             if log_every and step % log_every == 0:
                 history.append({k: float(v) for k, v in terms.items()} | {"d": float(loss_d), "step": step})
             if step >= steps:

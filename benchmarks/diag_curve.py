@@ -1,0 +1,144 @@
+"""The learning curve of GANomaly's scores within one training run, and three ways to steady it
+(docs/diagnosis.md, section 16).
+
+    python benchmarks/diag_curve.py curve --sections s0 --steps 1,50,100,150,200 [--recal] [--ema 0.95]
+        [--balance] [-- OVERRIDES]
+
+For each section, ``experiment=demo``'s model (plus overrides) trains once with ``diag_lib.train_gan``; at each
+step count of ``--steps`` the reconstruction score (mean |X - X~|) and the residual k-NN (1-NN distance of the
+residual's mean and std over time, z-scored on the training clips) are scored on the test clips. Printed per step
+count: the official score and the harmonic mean of AUC and pAUC per domain, beside the no-training floor.
+``--recal`` also scores a copy whose BatchNorm statistics are recomputed exactly on the training clips, ``--ema``
+an exponential moving average of the generator's weights (the decay given), and ``--balance`` draws as many
+target-domain clips as source ones in every epoch (the section's few target clips repeated).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from diag_lib import (
+    build,
+    experiment_parser,
+    floor_scores,
+    nearest_training_distance,
+    quiet_experiment_data,
+    recalibrate_bn,
+    section_metrics,
+    selected_sections,
+    summary,
+    time_stats,
+    train_gan,
+)
+
+from asd_ganomaly.data.dcase import list_clips
+from asd_ganomaly.evaluation.metrics import harmonic_mean
+
+
+@torch.no_grad()
+def curve_scores(module, d: dict) -> dict[str, torch.Tensor]:
+    """The reconstruction score and the residual k-NN of the test clips; leaves ``module`` in training mode."""
+    module.eval()
+
+    def residual_stats(x: torch.Tensor) -> torch.Tensor:
+        xn = module.normalizer(x)
+        _, x_rec, _, _ = module.net(xn)
+        return time_stats(xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]])
+
+    scores = {
+        "reconstruction": module.net.scores(module.normalizer(d["test"]))["score_rec"],
+        "residual knn": nearest_training_distance(residual_stats(d["train"]), residual_stats(d["test"])),
+    }
+    module.train()
+    return scores
+
+
+def balanced_order(n_target: int) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """An epoch order that adds draws of the last ``n_target`` clips (the target domain) until they are as many
+    as the source clips."""
+
+    def order(n: int, generator: torch.Generator) -> torch.Tensor:
+        n_source = n - n_target
+        extra = n_source + torch.randint(0, n_target, (n_source - n_target,), generator=generator)
+        draws = torch.cat([torch.arange(n), extra])
+        return draws[torch.randperm(len(draws), generator=generator)]
+
+    return order
+
+
+class EMA:
+    """An exponential moving average of a module's parameters (buffers copied as they are)."""
+
+    def __init__(self, module, decay: float) -> None:
+        self.module, self.decay = copy.deepcopy(module), decay
+
+    @torch.no_grad()
+    def update(self, module) -> None:
+        for mine, theirs in zip(self.module.parameters(), module.parameters(), strict=True):
+            mine.lerp_(theirs, 1 - self.decay)
+        for mine, theirs in zip(self.module.buffers(), module.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
+def domain_hmean(results: dict, domain: int) -> float:
+    """Harmonic mean of every section's AUC and pAUC in one domain."""
+    return harmonic_mean([x for pairs in results.values() for x in pairs[domain]])
+
+
+def section_curve(module, d: dict, args, checkpoints: list[int], n_target: int) -> dict[str, list]:
+    """Train ``module`` on one section and return {score at a step count: per-domain (AUC, pAUC)}."""
+    seed, out = int(args.seeds.split(",")[0]), {}
+    ema = EMA(module, args.ema) if args.ema else None
+
+    def on_step(step: int) -> None:
+        if ema is not None:
+            ema.update(module)
+        if step not in checkpoints:
+            return
+        variants = {"": module} | ({" (ema)": ema.module} if ema else {})
+        if args.recal:
+            variants[" (exact bn)"] = copy.deepcopy(module)
+            recalibrate_bn(variants[" (exact bn)"], d["train"])
+        for suffix, m in variants.items():
+            for name, scores in curve_scores(m, d).items():
+                out[f"{step:4d} steps: {name}{suffix}"] = section_metrics(scores, d)
+
+    order = balanced_order(n_target) if args.balance else None
+    train_gan(module, d["train"], checkpoints[-1], args.batch, seed, on_step=on_step, epoch_order=order)
+    return out
+
+
+def main() -> None:
+    parser = experiment_parser("")
+    parser.add_argument("--steps", default="1,50,100,150,200", help="comma-separated step counts")
+    parser.add_argument("--recal", action="store_true", help="also score with exact BatchNorm statistics")
+    parser.add_argument("--ema", type=float, default=0.0, help="also score an EMA of the weights (decay)")
+    parser.add_argument("--balance", action="store_true", help="as many target draws as source ones per epoch")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    data = quiet_experiment_data(args)
+    checkpoints = [int(s) for s in args.steps.split(",")]
+    per: dict[str, dict] = {"floor": {}}
+    for key in selected_sections(data, args.sections):
+        d = data[key]
+        per["floor"][key] = section_metrics(floor_scores(d), d)
+        torch.manual_seed(int(args.seeds.split(",")[0]))
+        module, _ = build("experiment=demo", *args.overrides)
+        module.fit_normalizer(d["train"])
+        train = [c for c in list_clips(args.data, *key, "train") if c.label != "anomaly"]
+        n_target = sum(c.domain == "target" for c in train)
+        for name, metrics in section_curve(module, d, args, checkpoints, n_target).items():
+            per.setdefault(name, {})[key] = metrics
+    for name, results in sorted(per.items()):
+        official, source, target = summary(results)["official"], domain_hmean(results, 0), domain_hmean(results, 1)
+        print(f"{name:40s} official={official:.3f} source={source:.3f} target={target:.3f}")
+
+
+if __name__ == "__main__":
+    main()
