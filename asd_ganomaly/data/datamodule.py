@@ -45,6 +45,7 @@ class TensorBatches:
     ``load_state_dict`` the next pass over the same epoch starts at the next batch. Lightning saves this state
     in every checkpoint (it fetches no batch ahead of a loader of known length), so a run resumed from a
     checkpoint saved mid-epoch (Ctrl-C, SIGTERM) trains on exactly the batches an uninterrupted run would.
+    ``draws``: the rows one pass hands out, repeats allowed (default: every row once).
     """
 
     def __init__(
@@ -54,20 +55,22 @@ class TensorBatches:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        draws: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.tensors = tensors
+        self.draws = draws if draws is not None else torch.arange(len(tensors[0]), device=tensors[0].device)
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.drop_last = drop_last and len(tensors[0]) > batch_size
+        self.drop_last = drop_last and len(self.draws) > batch_size
         self.sampler = EpochShuffler(seed)
         self.batch_sampler = None  # Lightning inspects loaders for these two attributes
         self.position = 0  # batches of the current pass handed out
         self._resume: dict | None = None
 
     def __len__(self) -> int:
-        n = len(self.tensors[0])
+        n = len(self.draws)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def state_dict(self) -> dict:
@@ -86,13 +89,21 @@ class TensorBatches:
         return 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        n = len(self.tensors[0])
-        device = self.tensors[0].device
-        order = self.sampler.permutation(n, device) if self.shuffle else torch.arange(n, device=device)
+        order = self.draws[self.sampler.permutation(len(self.draws), self.draws.device)] if self.shuffle else self.draws
         for i in range(self._start(), len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
             self.position = i + 1
             yield tuple(t[index] for t in self.tensors)
+
+
+def balanced_draws(domains: torch.Tensor) -> torch.Tensor:
+    """Row indices in which each target-domain row (domain 1) is repeated round(sources / targets) times, so
+    that both domains are drawn about equally often; every row once when there is no target or no source row."""
+    source, target = (domains == 0).nonzero().flatten(), (domains == 1).nonzero().flatten()
+    if len(source) == 0 or len(target) == 0:
+        return torch.arange(len(domains), device=domains.device)
+    repeats = max(1, round(len(source) / len(target)))
+    return torch.cat([source, target.repeat(repeats)]).sort().values
 
 
 class SectionDataModule(L.LightningDataModule):
@@ -105,6 +116,8 @@ class SectionDataModule(L.LightningDataModule):
     ``extra_train_roots``: more data roots whose training clips of the machine type (and section) join the
     training set, e.g. the dev set's sections 00-02 beside the additional training set's 03-05; test clips come
     from ``root`` only.
+    ``balance_domains``: each training epoch draws the target-domain clips (a few per section in DCASE 2021) as
+    often as the source clips, each repeated a whole number of times, instead of once each.
     """
 
     def __init__(
@@ -124,6 +137,7 @@ class SectionDataModule(L.LightningDataModule):
         seed: int = 0,
         progress: bool = True,
         extra_train_roots: list[str] | tuple[str, ...] = (),
+        balance_domains: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -141,8 +155,10 @@ class SectionDataModule(L.LightningDataModule):
         self.seed = seed
         self.progress = progress
         self.extra_train_roots = [Path(r).expanduser() for r in extra_train_roots or ()]
+        self.balance_domains = balance_domains
         self.train_features: torch.Tensor | None = None
         self.train_sections: torch.Tensor | None = None
+        self.train_domains: torch.Tensor | None = None
         self.test_features: torch.Tensor | None = None
         self.test_clips: list[ClipInfo] = []
         self.labelled = True  # False for a test split without labels (after setup("test"))
@@ -181,6 +197,8 @@ class SectionDataModule(L.LightningDataModule):
                 clips = clips[: self.max_train_clips]
             self.train_features, kept = self._extract(clips)
             self.train_sections = self._sections(kept, self.train_features.device)
+            domains = [DOMAINS.index(c.domain) for c in kept]
+            self.train_domains = torch.tensor(domains, device=self.train_features.device)
             log.info("%d training clips of %s sections %s", len(kept), self.machine_type, self.sections)
         if stage in ("test", "validate", None) and self.test_features is None:
             clips = list_clips(self.root, self.machine_type, self.section, "test")
@@ -199,7 +217,10 @@ class SectionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         """Shuffled batches of (features, section), drawn from tensors that stay on their device."""
         tensors = (self.train_features, self.train_sections)
-        return TensorBatches(tensors, self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed)
+        draws = balanced_draws(self.train_domains) if self.balance_domains else None
+        return TensorBatches(
+            tensors, self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed, draws=draws
+        )
 
     def train_eval_batches(self) -> TensorBatches:
         """The training clips in order as (features, section), for threshold calibration."""

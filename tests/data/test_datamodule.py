@@ -11,7 +11,8 @@ import torch
 from conftest import real_machine_layout
 
 import asd_ganomaly.data.cache as cache_module
-from asd_ganomaly.data.datamodule import SectionDataModule, TensorBatches
+from asd_ganomaly.data.datamodule import SectionDataModule, TensorBatches, balanced_draws
+from asd_ganomaly.data.synth import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,60 @@ def test_tensor_batches_resume_at_the_saved_position():
     assert len(list(fresh)) == 6, "the position is used once, for its own epoch"
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         TensorBatches(data, batch_size=0)
+
+
+def test_balanced_draws_repeat_the_target_clips_as_often_as_the_source_clips():
+    domains = torch.tensor([0] * 32 + [1] * 3)
+    draws = balanced_draws(domains)
+    counts = torch.bincount(draws, minlength=35)
+    assert counts[:32].tolist() == [1] * 32 and counts[32:].tolist() == [11] * 3
+    assert balanced_draws(torch.zeros(5, dtype=torch.long)).tolist() == list(range(5)), "no target: each once"
+    assert balanced_draws(torch.ones(4, dtype=torch.long)).tolist() == list(range(4)), "no source: each once"
+
+
+def test_tensor_batches_hand_out_each_draw_once_per_epoch_in_a_new_order():
+    draws = torch.tensor([0, 1, 2, 3, 3, 3])
+    batches = TensorBatches((torch.arange(4.0) * 10,), batch_size=2, shuffle=True, seed=1, draws=draws)
+    assert len(batches) == 3
+    first = sorted(v for b in batches for v in b[0].tolist())
+    assert first == [0.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    orders = []
+    for epoch in range(4):
+        batches.sampler.set_epoch(epoch)
+        orders.append([v for b in batches for v in b[0].tolist()])
+    assert len({tuple(o) for o in orders}) > 1
+
+
+def test_balance_domains_draws_the_target_training_clips_as_often_as_the_source_ones(tmp_path):
+    root = write_synthetic_dataset(
+        tmp_path / "synth",
+        ["fan"],
+        [0],
+        train_clips=6,
+        target_train_clips=2,
+        test_clips=1,
+        seconds=1.0,
+        progress=False,
+    )
+    features = {"seconds": 1.0, "frames": 24}
+    plain = SectionDataModule(
+        str(root), "fan", 0, features, batch_size=2, cache_dir=str(tmp_path / "c"), progress=False
+    )
+    balanced = SectionDataModule(
+        str(root),
+        "fan",
+        0,
+        features,
+        batch_size=2,
+        cache_dir=str(tmp_path / "c"),
+        progress=False,
+        balance_domains=True,
+    )
+    for dm in (plain, balanced):
+        dm.setup("fit")
+    assert balanced.train_domains.tolist() == [0] * 6 + [1] * 2
+    assert len(plain.train_dataloader()) == 4 and len(balanced.train_dataloader()) == 6
+    drawn = torch.cat([b[0] for b in balanced.train_dataloader()])
+    target_rows = balanced.train_features[balanced.train_domains == 1]
+    times_drawn = [int((drawn == row).flatten(1).all(1).sum()) for row in target_rows]
+    assert times_drawn == [3, 3]
