@@ -65,11 +65,16 @@ def _report(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from .core.files import check_output
     from .inference.deployed import OnnxScorer
-    from .inference.scoring import is_listed, load_detector, score_files
+    from .inference.scoring import is_listed, score_files
 
     model_file = args.ckpt or args.onnx
     check_output(args.out, [model_file, *args.inputs], picked=is_listed)
-    model = OnnxScorer(args.onnx) if args.onnx else load_detector(args.ckpt, device=args.device)
+    if args.onnx:
+        model = OnnxScorer(args.onnx)
+    else:
+        from .inference.checkpoint import load_detector  # torch: only for a checkpoint
+
+        model = load_detector(args.ckpt, device=args.device)
     threshold = float(model.threshold) if args.threshold is None else args.threshold
     counts = score_files(
         model,
@@ -92,8 +97,8 @@ def _score(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from .core.files import check_output
+    from .inference.checkpoint import load_detector
     from .inference.export import export_onnx
-    from .inference.scoring import load_detector
 
     check_output(args.onnx, [args.ckpt], flag="--onnx")
     path = export_onnx(load_detector(args.ckpt), args.onnx, include_features=args.include_features)

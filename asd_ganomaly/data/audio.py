@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from ..core.errors import UserError
 
@@ -121,7 +119,11 @@ def declared_frames(path: str | Path) -> int | None:
 
 
 def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Resample a mono signal from ``rate`` to ``target_rate``."""
+    """Resample a mono signal from ``rate`` to ``target_rate`` (torchaudio, imported here: only a clip at another
+    rate needs torch, so scoring an ONNX file imports none for clips at the model's rate)."""
+    import torch
+    import torchaudio.functional as AF
+
     signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     return AF.resample(signal, int(rate), int(target_rate)).numpy()
 

@@ -45,7 +45,7 @@ from torch import nn
 from .. import __version__
 from ..core.files import atomic_output
 from ..data.features import LogMel
-from ..models.base import AnomalyDetector
+from ..models.detector import Detector
 from ..models.scores import SCORE_COLUMNS
 
 
@@ -99,7 +99,7 @@ class Scorer(nn.Module):
     """The scores of raw log-mel, or of waveforms of any length with ``include_features``: the chosen ``score``
     first, then the per-score columns (``outputs``, as in scores.csv)."""
 
-    def __init__(self, detector: AnomalyDetector, include_features: bool, outputs: Sequence[str]) -> None:
+    def __init__(self, detector: Detector, include_features: bool, outputs: Sequence[str]) -> None:
         super().__init__()
         self.detector = detector
         self.features = ConvLogMel(detector.features) if include_features else None
@@ -114,7 +114,7 @@ class Scorer(nn.Module):
         return tuple(scores[name] for name in self.outputs)
 
 
-def score_outputs(detector: AnomalyDetector, example: tuple[torch.Tensor, ...]) -> list[str]:
+def score_outputs(detector: Detector, example: tuple[torch.Tensor, ...]) -> list[str]:
     """The score keys the detector computes, ``score`` first and the others in scores.csv's order."""
     with torch.no_grad():
         keys = detector.score_logmel(*example).keys()
@@ -128,7 +128,7 @@ LENGTH_POLICY = (
 """The ``length`` metadata of a waveform graph."""
 
 
-def onnx_metadata(detector: AnomalyDetector, input_name: str, outputs: Sequence[str]) -> dict[str, str]:
+def onnx_metadata(detector: Detector, input_name: str, outputs: Sequence[str]) -> dict[str, str]:
     """What a deployment needs besides the graph: threshold, feature parameters, what the model was trained on,
     the score's name and the package version, as ONNX ``metadata_props`` (strings; lists and dicts as JSON)."""
     config = detector.feature_config
@@ -171,9 +171,7 @@ def write_metadata(path: Path, meta: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def export_onnx(
-    detector: AnomalyDetector, out_path: str | Path, include_features: bool = False, opset: int = 17
-) -> Path:
+def export_onnx(detector: Detector, out_path: str | Path, include_features: bool = False, opset: int = 17) -> Path:
     """Write the detector's scorer as an ONNX model with its metadata (see the module docstring); returns its path.
 
     The detector is traced on the CPU in eval mode and left on its device and in its mode afterwards.
@@ -189,7 +187,7 @@ def export_onnx(
     inputs, names = (example,), [name]
     if detector.needs_section:
         inputs, names = (example, detector.section_ids[:1].repeat(2).cpu()), [name, "section"]
-    device, training = detector.device, detector.training
+    device, training = detector.threshold.device, detector.training
     try:
         detector.cpu().eval()
         logmel = (ConvLogMel(detector.features)(example),) if include_features else (example,)
@@ -221,14 +219,14 @@ def quiet_export() -> Iterator[None]:
     """Silence the exporter's benign warnings, and only those.
 
     * "Converting a tensor to a Python boolean/integer" from the k-NN memory bank (``models.knn`` and the
-      GANomaly module that asks ``residual_bank.fitted``): the bank is a buffer, so the tracer sees its size as a
+      GANomaly detector that asks ``residual_bank.fitted``): the bank is a buffer, so the tracer sees its size as a
       tensor, but its size is fixed by the trained model: the branch and ``k`` taken while tracing are those of
       every input. Shapes that follow the input (the batch, the waveform length) are not branched on.
     * "Constant folding - Only steps=1 can be constant folded": a strided slice is left for the runtime to compute
       instead of being precomputed; the graph computes the same.
     """
     with warnings.catch_warnings():
-        for module in (r"asd_ganomaly\.models\.knn", r"asd_ganomaly\.models\.lit_ganomaly"):
+        for module in (r"asd_ganomaly\.models\.knn", r"asd_ganomaly\.models\.detector"):
             warnings.filterwarnings(
                 "ignore", message="Converting a tensor to a Python", category=torch.jit.TracerWarning, module=module
             )

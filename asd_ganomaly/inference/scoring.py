@@ -1,8 +1,8 @@
 """Score new recordings with a trained detector: load a checkpoint, stream WAV files in batches, write a CSV.
 
-A run's ``model.ckpt`` holds everything scoring needs: the resolved model config (``_target_`` included), the
-feature parameters, the fitted normalisation and the calibrated decision threshold. :func:`load_detector`
-rebuilds the module from it; :func:`score_files` scores any number of clips with memory bounded by the batch.
+:func:`~asd_ganomaly.inference.checkpoint.load_detector` rebuilds a detector from a run's ``model.ckpt``;
+:func:`score_files` scores any number of clips with it, or with an exported ONNX file, memory bounded by the
+batch. Torch is imported only to score with a checkpoint: an ONNX file is scored with numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -13,118 +13,29 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
 from tqdm.auto import tqdm
 
-from ..core.errors import UserError
 from ..core.files import atomic_output, check_output
 from ..data.audio import AudioError, read_ahead, read_wav
 from ..data.dcase import DatasetError, parse_clip_name
-from ..data.features import FeatureConfig
-from ..models.base import AnomalyDetector, build_detector
+from ..data.feature_config import FeatureConfig
 from ..models.scores import SCORE_COLUMNS
-from .deployed import DetectorScorer, OnnxScorer
+from .deployed import OnnxScorer
+
+if TYPE_CHECKING:
+    from ..models.detector import Detector
+    from .checkpoint import DetectorScorer
+
+    Scorer = DetectorScorer | OnnxScorer
 
 log = logging.getLogger(__name__)
 
 PAD_WARNING = 0.1
 """A clip shorter than the training length by more than this fraction is scored with a warning."""
-
-
-class CheckpointError(UserError, ValueError):
-    """A file that is not a usable checkpoint of this package."""
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device; a clear error for a CUDA device on a machine without one."""
-    try:
-        device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} (use cpu or cuda)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available on this machine: use --device cpu")
-    return device
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> AnomalyDetector:
-    """Rebuild a trained detector (any model of the package) from its checkpoint, in eval mode.
-
-    The checkpoint is read with ``torch.load(weights_only=True)``: the checkpoints this package writes hold
-    only tensors, numbers, strings, lists and dicts (the model config is stored as a plain dict, and no
-    ``save_hyperparameters`` objects), so no code inside the file is ever executed while loading it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
-    device = resolve_device(device)
-    _check_file_format(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and format errors: all mean "not one of our checkpoints"
-        if "Weights only load failed" in str(error):
-            raise CheckpointError(
-                f"{path} holds Python objects that a weights-only load refuses: it is not a checkpoint of asd-ganomaly"
-            ) from error
-        reason = f"{type(error).__name__}: {error}"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from error
-
-    entry = checkpoint.get("asd_ganomaly") if isinstance(checkpoint, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("model_config"), dict):
-        raise CheckpointError(f"{path} is not a checkpoint of asd-ganomaly (no asd_ganomaly model config inside)")
-    if entry.get("stage") == "fit":
-        trained = path.parent.parent / "model.ckpt" if path.parent.name == "checkpoints" else None
-        where = f"; this run's is {trained}" if trained is not None and trained.is_file() else ""
-        raise CheckpointError(
-            f"{path} is a training-state checkpoint (written during training, before the threshold and the score's "
-            f"memory are fitted): score with a run's model.ckpt{where}"
-        )
-    if not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path} is a checkpoint of asd-ganomaly without weights (no state_dict)")
-
-    try:
-        detector = build_detector(entry["model_config"])
-    except Exception as error:
-        raise CheckpointError(f"cannot rebuild the model of {path} from its config: {error}") from error
-    if not isinstance(detector, AnomalyDetector):
-        raise CheckpointError(f"the model config of {path} builds a {type(detector).__name__}, not a detector")
-    stored_features = entry.get("features")
-    if stored_features is not None and stored_features != detector.feature_config.as_dict():
-        raise CheckpointError(
-            f"the feature parameters stored in {path} ({stored_features}) differ from its model config's "
-            f"({detector.feature_config.as_dict()})"
-        )
-    try:
-        detector.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise CheckpointError(f"the weights in {path} do not fit its model config: {error}") from error
-    detector.model_config = entry["model_config"]
-    detector.trained_on = dict(entry.get("data") or {})
-    if not bool(detector.normalizer.fitted):
-        log.warning("%s: the normalisation was never fitted; scores use raw log-mel", path)
-    if not math.isfinite(float(detector.threshold)):
-        log.warning("%s has no calibrated threshold: decisions are left empty unless one is given", path)
-    return detector.to(device).eval()
-
-
-def _check_file_format(path: Path) -> None:
-    """A fast, clear refusal of files that are not PyTorch files at all (torch.save writes a zip archive, or a
-    pickle in the legacy format); torch.load's own errors for them are cryptic (``pop from empty list``)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head.startswith((b"PK\x03\x04", b"\x80")):
-        return
-    if not head:
-        what = "the file is empty"
-    elif head == b"RIFF":
-        what = "it is a WAV file"
-    else:
-        what = "unknown file format"
-    raise CheckpointError(f"{path} is not a PyTorch checkpoint ({what})")
 
 
 def is_listed(path: Path) -> bool:
@@ -145,9 +56,6 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             files.append(item)
     return files
-
-
-Scorer = DetectorScorer | OnnxScorer
 
 
 def clip_notes(path: Path, config: FeatureConfig) -> list[str]:
@@ -214,13 +122,17 @@ def section_note(scorer: Scorer, section: int | str) -> list[str]:
     return [f"section {section}, the model was trained on section(s) {', '.join(map(str, trained))}"]
 
 
-def as_scorer(model: AnomalyDetector | Scorer) -> Scorer:
+def as_scorer(model: Detector | Scorer) -> Scorer:
     """A detector wrapped as a scorer; a scorer as it is."""
-    return DetectorScorer(model) if isinstance(model, AnomalyDetector) else model
+    if isinstance(model, OnnxScorer):
+        return model
+    from .checkpoint import DetectorScorer  # torch, only for a checkpoint's detector
+
+    return model if isinstance(model, DetectorScorer) else DetectorScorer(model)
 
 
 def score_files(
-    model: AnomalyDetector | Scorer,
+    model: Detector | Scorer,
     inputs: Sequence[str | Path],
     out_csv: str | Path,
     batch_size: int = 32,

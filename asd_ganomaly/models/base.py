@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from ..data.dcase import DOMAINS
-from ..data.features import FeatureConfig, LogMel, Normalizer
 from ..evaluation.metrics import flatten_metrics, gamma_threshold
 from ..evaluation.summary import domain_results, run_results
+from .detector import RUN_KEYS, Detector, build_detector  # noqa: F401 (RUN_KEYS, build_detector: re-exported)
 from .scores import SCORE_KEYS
 
 log = logging.getLogger(__name__)
 
 
 DIVERGED_GROWTH = 1e6
-RUN_KEYS = ("scope", "max_epochs")
-"""Keys a model config may hold for the run rather than the module: ``scope`` steers ``experiment=dev_all``'s grid,
-``max_epochs`` is read by ``trainer.max_epochs``. :func:`build_detector` leaves them out of the constructor."""
 """A training loss this many times its first value is taken as diverged."""
 
 
@@ -33,71 +28,28 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
 
 
-def build_detector(model_config: Mapping[str, Any] | DictConfig) -> AnomalyDetector:
-    """The detector a model config describes (resolved if a ``DictConfig``), built by Hydra without the run's keys
-    (:data:`RUN_KEYS`)."""
-    if isinstance(model_config, DictConfig):
-        model_config = OmegaConf.to_container(model_config, resolve=True)
-    node = {key: value for key, value in model_config.items() if key not in RUN_KEYS}
-    return hydra.utils.instantiate(node)
-
-
-class AnomalyDetector(L.LightningModule):
-    """Base LightningModule. Subclasses implement ``training_step`` and ``clip_scores`` and name their
-    ``components``, the score choices their network computes (``latent``, ``reconstruction``, ...).
-
-    ``clip_scores`` takes normalised log-mel (batch, n_mels, frames) and returns a dict of per-clip scores
-    keyed as in :data:`SCORE_KEYS` (higher = more anomalous). :meth:`score_logmel` adds ``score_fused`` (the
-    sum of the components standardised on the training normals) and ``score``, the chosen one (``score``
-    argument, default the first component). A model with ``needs_section`` scores a clip against its section:
-    its ``clip_scores`` also takes each clip's section number.
+class AnomalyDetector(Detector, L.LightningModule):
+    """Base LightningModule: a :class:`~.detector.Detector` (features, normalisation, scores, threshold) with
+    training, threshold calibration and test metrics. Subclasses inherit from the pure detector of their kind
+    first, then this class, and implement ``training_step``.
     """
-
-    components: tuple[str, ...] = ("default",)  # a subclass that names no scores: its clip_scores' ``score``
-    needs_section: bool = False
 
     def __init__(
         self,
-        features: dict | None = None,
-        normalization: str = "minmax",
-        norm_range: tuple[float, float] = (-1.0, 1.0),
         threshold_quantile: float = 0.9,
-        name: str = "detector",
         channels_last: bool = False,
         compile_net: bool = False,
-        score: str | None = None,
-        fuse: list[str] | None = None,
+        **detector: Any,
     ) -> None:
-        super().__init__()
-        self.score_choice = score or self.components[0]
-        if self.score_choice not in (*self.components, "fused"):
-            raise ValueError(f"score must be one of {[*self.components, 'fused']} for {name}, not {score!r}")
-        self.fuse_components = tuple(fuse or self.components)
-        if unknown := [c for c in self.fuse_components if c not in self.components]:
-            raise ValueError(f"fuse names {unknown}, which {name} does not compute: choose from {self.components}")
-        # mean and std of each component's training scores, fitted with the threshold (for the fused score)
-        self.register_buffer("score_mean", torch.zeros(len(self.components)))
-        self.register_buffer("score_std", torch.ones(len(self.components)))
-        self.scoring_training_clips = False  # True while the training clips score themselves (calibration)
-        self.feature_config = FeatureConfig(**(features or {}))
-        self.features = LogMel(self.feature_config)
-        self.normalizer = Normalizer(self.feature_config.n_mels, normalization, tuple(norm_range))
-        self.register_buffer("threshold", torch.tensor(float("inf")))
+        super().__init__(**detector)
         self.threshold_quantile = threshold_quantile
-        self.name = name
         self.channels_last = channels_last
         self.compile_net = compile_net
-        self.model_config: dict | None = None  # the resolved model config, stored in checkpoints
-        self.trained_on: dict = {}  # machine_type and sections of the training clips, stored in checkpoints
         self._outputs: list[dict[str, torch.Tensor]] = []
         self._first_losses: dict[str, float] = {}
         self.test_results: dict = {}
         self.test_metrics: dict[str, float] = {}
         self.test_scores: dict[str, torch.Tensor] = {}
-
-    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-clip scores of normalised log-mel features."""
-        raise NotImplementedError
 
     def optimize(self, loss: torch.Tensor, optimizer: L.pytorch.core.optimizer.LightningOptimizer, name: str) -> None:
         """One manual optimisation step: a NaN or infinite ``loss``, or one that grew by more than
@@ -122,34 +74,6 @@ class AnomalyDetector(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net and getattr(self.net, "_compiled_call_impl", None) is None:
             self.net.compile()
-
-    def score_logmel(self, logmel: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Scores of raw log-mel features (normalised here), computed in float32 even inside a bf16 autocast
-        region: a latent distance between two close feature maps is below bf16's resolution. ``sections``
-        (each clip's section number) is required by a model with ``needs_section`` and ignored by the others."""
-        with torch.autocast(logmel.device.type, enabled=False):
-            features = self.normalizer(logmel.float())
-            if not self.needs_section:
-                raw = self.clip_scores(features)
-            elif sections is None:
-                raise ValueError(f"{self.name} scores a clip against its section: give each clip's section")
-            else:
-                raw = self.clip_scores(features, torch.as_tensor(sections, device=logmel.device))
-        scores = {SCORE_KEYS[name]: raw[SCORE_KEYS[name]].float() for name in self.components}
-        scores["score_fused"] = self.fuse(scores)
-        scores["score"] = scores[SCORE_KEYS[self.score_choice]]
-        return scores
-
-    def fuse(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum of the fused components (``fuse``, default all), each standardised by its training normals' mean
-        and std."""
-        index = [self.components.index(name) for name in self.fuse_components]
-        stacked = torch.stack([scores[SCORE_KEYS[name]] for name in self.fuse_components], dim=-1)
-        return ((stacked - self.score_mean[index]) / self.score_std[index]).sum(-1)
-
-    def score_waveforms(self, waveforms: torch.Tensor, sections: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Scores of waveforms (batch, samples) at the feature sample rate (``sections`` as in score_logmel)."""
-        return self.score_logmel(self.features(waveforms), sections)
 
     def on_fit_start(self) -> None:
         """Fit the normalisation on the DataModule's training features before the first step (a resumed run

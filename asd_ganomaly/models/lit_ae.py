@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .ae import DenseAutoencoder, context_vectors
 from .base import AnomalyDetector
+from .detector import AutoencoderDetector
 
 
-class AutoencoderModule(AnomalyDetector):
+class AutoencoderModule(AutoencoderDetector, AnomalyDetector):
     """Trains on shuffled minibatches of ``vectors_per_batch`` context vectors (512 in the baseline).
 
     Each DataModule batch of clips is cut into context vectors, shuffled, and fed in minibatches, so an
     epoch sees every vector once as in the baseline (which shuffles over all clips, not within a batch).
-    The config's ``scope`` is the run's (:data:`~asd_ganomaly.models.base.RUN_KEYS`): it tells ``experiment=dev_all``
-    its grid, ``section`` (21 runs) or ``machine_type`` (7 runs of ``data.section=all``, the official protocol).
+    The config's ``scope`` is the run's (:data:`~asd_ganomaly.models.detector.RUN_KEYS`): it tells
+    ``experiment=dev_all`` its grid, ``section`` (21 runs) or ``machine_type`` (7 runs of ``data.section=all``,
+    the official protocol).
     ``output_bias``: ``mean`` starts the output layer's bias at the mean of the normalised training vectors, once,
     when training starts (a buffer in the checkpoint says it was done: a resumed run keeps its weights); ``zero``
     keeps PyTorch's initialisation (the baseline's Keras code starts at zero and converges in its ~10^5 steps; a
     short run does not, see docs/diagnosis.md).
     """
-
-    components = ("reconstruction",)
 
     def __init__(
         self,
@@ -35,15 +34,13 @@ class AutoencoderModule(AnomalyDetector):
         output_bias: str = "mean",
         **base: object,
     ) -> None:
-        super().__init__(**base)
+        super().__init__(net, **base)
         self.automatic_optimization = False
-        self.net = net
         self.optimizer_factory = optimizer
         self.vectors_per_batch = vectors_per_batch
         if output_bias not in ("mean", "zero"):
             raise ValueError(f"output_bias must be mean or zero, not {output_bias!r}")
         self.output_bias = output_bias
-        self.register_buffer("output_started", torch.tensor(False))  # the output bias was set from the data
 
     def on_fit_start(self) -> None:
         """Fit the normalisation, then (``output_bias=mean``, first start only) the output bias, on the training
@@ -68,13 +65,6 @@ class AutoencoderModule(AnomalyDetector):
         self.net.start_at(self.mean_vector(train_features))
         self.output_started.fill_(True)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """Weights written before ``output_started`` existed (a run's or a training checkpoint, read by Lightning or
-        by ``asd-ganomaly score``) are trained weights: they load as started."""
-        if "output_started" not in state_dict:
-            state_dict = {**state_dict, "output_started": torch.tensor(True)}
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     @torch.no_grad()
     def mean_vector(self, train_features: torch.Tensor) -> torch.Tensor:
         """The mean of the normalised training context vectors, without cutting the clips into vectors: the mean
@@ -88,10 +78,6 @@ class AutoencoderModule(AnomalyDetector):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, lr 1e-3 in the baseline."""
         return self.optimizer_factory(params=self.net.parameters())
-
-    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean squared reconstruction error of each clip."""
-        return self.net.scores(logmel)
 
     def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
         """Several optimizer steps over the batch's shuffled context vectors."""

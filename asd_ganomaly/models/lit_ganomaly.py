@@ -8,10 +8,10 @@ from collections.abc import Callable
 import torch
 
 from .base import AnomalyDetector, TrainingDivergedError
+from .detector import GANomalyDetector
 from .ganomaly import GANomaly, init_weights
-from .knn import KNNDetector
 from .loss import DiscriminatorLoss, GeneratorLoss
-from .windows import join_windows, pool_time, random_windows, split_windows
+from .windows import random_windows
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
-class GANomalyModule(AnomalyDetector):
+class GANomalyModule(GANomalyDetector, AnomalyDetector):
     """E1-D-E2 generator and discriminator trained adversarially; score = mean((Z - Z')^2).
 
     Scores (``score``): ``latent`` (the report's), ``reconstruction`` (mean |X - X~|), ``discriminator`` and
@@ -39,8 +39,6 @@ class GANomalyModule(AnomalyDetector):
     discriminator scores over time into a clip's score, for whole-clip models too. ``disc_every`` runs the
     adversarial part of training (the discriminator step and the generator's adversarial term) on every k-th batch.
     """
-
-    components = ("latent", "reconstruction", "discriminator", "residual_knn")
 
     def __init__(
         self,
@@ -63,24 +61,23 @@ class GANomalyModule(AnomalyDetector):
         disc_every: int = 1,
         **base: object,
     ) -> None:
-        super().__init__(**base)
+        super().__init__(
+            net,
+            residual_k=residual_k,
+            window=window,
+            window_hop=window_hop,
+            pool=pool,
+            pool_top=pool_top,
+            bn_train_mode_at_test=bn_train_mode_at_test,
+            **base,
+        )
         if on_collapse not in ("warn", "reinit", "stop"):
             raise ValueError(f"on_collapse must be warn, reinit or stop, not {on_collapse!r}")
-        if window is not None and net.input_shape[-1] != window:
-            raise ValueError(
-                f"a window model's network takes windows: net.input_shape ends in {net.input_shape[-1]} frames, "
-                f"the window is {window} (set model.net.input_shape to [n_mels, {window}])"
-            )
         if disc_every < 1 or windows_per_clip < 1:
             raise ValueError(f"disc_every ({disc_every}) and windows_per_clip ({windows_per_clip}) must be >= 1")
-        pool_time(torch.zeros(1, 1), pool, pool_top)  # refuses an unknown pooling or top fraction now
-        self.window = window
-        self.window_hop = window_hop or max(1, (window or 2) // 2)
         self.windows_per_clip = windows_per_clip
-        self.pool, self.pool_top = pool, pool_top
         self.disc_every = disc_every
         self.automatic_optimization = False
-        self.net = net
         self.loss = loss
         self.d_loss = DiscriminatorLoss()
         self.optimizer_factories = (optimizer_g, optimizer_d)
@@ -88,9 +85,7 @@ class GANomalyModule(AnomalyDetector):
         self.on_collapse = on_collapse
         self.collapse_threshold = collapse_threshold
         self.collapse_patience = collapse_patience
-        self.bn_train_mode_at_test = bn_train_mode_at_test
         self.collapsed_steps = 0
-        self.residual_bank = KNNDetector(self.feature_config.n_mels, k=residual_k)
 
     def configure_optimizers(self) -> tuple[list, list]:
         """SGD/Adam (from config) for the generator and the discriminator, with optional schedulers."""
@@ -101,17 +96,6 @@ class GANomalyModule(AnomalyDetector):
         ]
         return [opt_g, opt_d], schedulers
 
-    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent (``score_latent``), reconstruction, discriminator and residual k-NN scores of normalised
-        log-mel (the last is NaN while the bank is empty, e.g. when validating during training)."""
-        scores = self._net_scores(logmel)
-        residual = scores.pop("residual")
-        if self.residual_bank.fitted:
-            knn = self.residual_bank.scores(residual, leave_one_out=self.scoring_training_clips)["score_knn"]
-        else:
-            knn = torch.full_like(scores["score_rec"], float("nan"))
-        return {"score_latent": scores.pop("score"), **scores, "score_residual_knn": knn}
-
     @torch.no_grad()
     def fit_memory(self, batches: list[tuple[torch.Tensor, ...]]) -> None:
         """Fill the residual bank from the training clips (raw log-mel batches) with the current weights."""
@@ -121,39 +105,6 @@ class GANomalyModule(AnomalyDetector):
     def on_validation_start(self) -> None:
         """The residual bank of the current weights, for scores computed while training (``select_on_test``)."""
         self.fit_memory(list(self.trainer.datamodule.train_eval_batches()))
-
-    def _net_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.bn_train_mode_at_test and not self.training:
-            self.net.train()
-            try:
-                return self.pooled_scores(logmel)
-            finally:
-                self.net.eval()
-        return self.pooled_scores(logmel)
-
-    def profiles(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's scores over time of normalised clips (see ``GANomaly.profiles``); a window model's
-        windows end to end in time (``discriminator``: one value per window, (batch, windows))."""
-        if self.window is None:
-            profiles = self.net.profiles(logmel)
-            return profiles | {"discriminator": profiles["discriminator"][:, None]}
-        batch = logmel.shape[0]
-        profiles = self.net.profiles(split_windows(logmel, self.window, self.window_hop))
-        return {
-            "latent": join_windows(profiles["latent"], batch),
-            "reconstruction": join_windows(profiles["reconstruction"], batch),
-            "discriminator": profiles["discriminator"].unflatten(0, (batch, -1)),
-            "residual": join_windows(profiles["residual"], batch),
-        }
-
-    def pooled_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``score`` (latent), ``score_rec``, ``score_disc`` pooled over time as configured, and ``residual``."""
-        profiles = self.profiles(logmel)
-        pooled = {
-            key: pool_time(profiles[name], self.pool, self.pool_top)
-            for key, name in (("score", "latent"), ("score_rec", "reconstruction"), ("score_disc", "discriminator"))
-        }
-        return pooled | {"residual": profiles["residual"]}
 
     @torch.no_grad()
     def reconstruct(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,19 +6,17 @@ from __future__ import annotations
 import torch
 
 from .base import AnomalyDetector
+from .detector import KNNBaselineDetector
 from .knn import KNNDetector
 
 
-class KNNModule(AnomalyDetector):
+class KNNModule(KNNBaselineDetector, AnomalyDetector):
     """Fills the memory bank from the DataModule's training features when fit starts, then stops after one
     (empty) epoch: there is nothing to optimise. Score: mean distance to the k nearest training clips."""
 
-    components = ("knn",)
-
     def __init__(self, net: KNNDetector, **base: object) -> None:
-        super().__init__(**base)
+        super().__init__(net, **base)
         self.automatic_optimization = False
-        self.net = net
 
     def configure_optimizers(self) -> None:
         """No optimizer: the bank is fitted, not trained."""
@@ -37,7 +35,3 @@ class KNNModule(AnomalyDetector):
     def on_train_epoch_end(self) -> None:
         """One epoch is all there is."""
         self.trainer.should_stop = True
-
-    def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """k-NN distance of normalised log-mel; leave-one-out while the training clips score themselves."""
-        return self.net.scores(logmel, leave_one_out=self.scoring_training_clips)

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from .base import AnomalyDetector
+from .detector import SectionDetector
 from .mobilenet import SectionClassifier
 
 
-class MobileNetV2Module(AnomalyDetector):
+class MobileNetV2Module(SectionDetector, AnomalyDetector):
     """Trains ``net`` to tell the sections of a machine type apart (cross-entropy on log-mel windows); the
     anomaly score of a clip is how little the classifier believes it belongs to its own section.
 
@@ -19,10 +20,8 @@ class MobileNetV2Module(AnomalyDetector):
     ``sections[i]`` is class ``i``); the DataModule must hold every section of the machine type
     (``data.section=all``). Each DataModule batch of clips is cut into windows, shuffled, and fed in minibatches
     of ``windows_per_batch`` (32 in the baseline). The config's ``max_epochs`` and ``scope`` are the run's
-    (:data:`~asd_ganomaly.models.base.RUN_KEYS`), not this module's.
+    (:data:`~asd_ganomaly.models.detector.RUN_KEYS`), not this module's.
     """
-
-    needs_section = True
 
     def __init__(
         self,
@@ -32,30 +31,14 @@ class MobileNetV2Module(AnomalyDetector):
         windows_per_batch: int = 32,
         **base: object,
     ) -> None:
-        super().__init__(**base)
-        if len(sections) != net.n_sections or len(set(sections)) != len(sections):
-            raise ValueError(f"sections {list(sections)} must be {net.n_sections} distinct numbers (net.n_sections)")
+        super().__init__(net, sections, **base)
         self.automatic_optimization = False
-        self.net = net
         self.optimizer_factory = optimizer
         self.windows_per_batch = windows_per_batch
-        self.register_buffer("section_ids", torch.tensor(list(sections), dtype=torch.long))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, lr 1e-5 in the baseline."""
         return self.optimizer_factory(params=self.net.parameters())
-
-    def class_index(self, sections: torch.Tensor) -> torch.Tensor:
-        """The class of each section number; a section the classifier does not know is an error."""
-        matches = sections.long().unsqueeze(1) == self.section_ids
-        if not torch.jit.is_tracing() and not bool(matches.any(1).all()):
-            unknown = sorted(set(sections.tolist()) - set(self.section_ids.tolist()))
-            raise ValueError(f"sections {unknown} are not among the model's sections {self.section_ids.tolist()}")
-        return matches.int().argmax(1)
-
-    def clip_scores(self, logmel: torch.Tensor, sections: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean over windows of log((1 - p) / p), p the softmax probability of each clip's own section."""
-        return self.net.scores(logmel, self.class_index(sections))
 
     def on_fit_start(self) -> None:
         """Fit the normalisation, after checking that the training clips span the classifier's sections."""

@@ -24,8 +24,9 @@ from conftest import (
 from scipy import stats
 
 from asd_ganomaly.cli import main as cli_main
+from asd_ganomaly.inference.checkpoint import CheckpointError, load_detector
 from asd_ganomaly.inference.export import export_onnx
-from asd_ganomaly.inference.scoring import CheckpointError, load_detector, score_files
+from asd_ganomaly.inference.scoring import score_files
 
 
 @pytest.fixture(scope="module")

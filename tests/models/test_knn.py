@@ -5,7 +5,7 @@ import torch
 from conftest import CSV_ONLY, find_run, read_csv, run_cli, train_args
 
 from asd_ganomaly.cli import main as cli_main
-from asd_ganomaly.inference.scoring import load_detector
+from asd_ganomaly.inference.checkpoint import load_detector
 from asd_ganomaly.models.knn import KNNDetector, clip_statistics
 from asd_ganomaly.runs.files import read_metrics
 

@@ -14,8 +14,9 @@ from conftest import CSV_ONLY, cli_args, read_csv, run_cli, train_args
 
 from asd_ganomaly.data.datamodule import SectionDataModule
 from asd_ganomaly.evaluation.metrics import official_score
+from asd_ganomaly.inference.checkpoint import load_detector
 from asd_ganomaly.inference.export import export_onnx
-from asd_ganomaly.inference.scoring import load_detector, score_files
+from asd_ganomaly.inference.scoring import score_files
 from asd_ganomaly.models.lit_mobilenet import MobileNetV2Module
 from asd_ganomaly.models.mobilenet import SectionClassifier, log_odds_against
 

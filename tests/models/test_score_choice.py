@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 
 from asd_ganomaly.cli import main as cli_main
 from asd_ganomaly.data.datamodule import TensorBatches
+from asd_ganomaly.inference.checkpoint import load_detector
 from asd_ganomaly.inference.export import export_onnx
-from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.base import SCORE_KEYS, AnomalyDetector, build_detector
 from asd_ganomaly.results.report import write_report
 from asd_ganomaly.runs.files import read_metrics

@@ -8,8 +8,8 @@ import soundfile as sf
 import torch
 from conftest import CSV_ONLY, cli_args, find_run, read_csv, run_cli, small_ganomaly, train_args
 
+from asd_ganomaly.inference.checkpoint import load_detector
 from asd_ganomaly.inference.export import export_onnx
-from asd_ganomaly.inference.scoring import load_detector
 from asd_ganomaly.models.windows import join_windows, pool_time, random_windows, split_windows, window_starts
 
 WINDOW = ["model=ganomaly_window"]
