@@ -61,7 +61,8 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
     A W&B logger gets ``wandb_init`` as extra ``wandb.init`` arguments (the run's config and tags), is offline
     unless the user is logged in, and is started at once: if it cannot start online (no network, bad key,
     service down) within ``init_timeout`` seconds it falls back to offline, and if even that fails it is left
-    out. W&B never fails or hangs a run.
+    out. W&B never fails or hangs a run. Every other logger (TensorBoard, MLflow, CSV) gets the same config as
+    its hyperparameters.
     """
     loggers: list[Logger] = []
     for name, node in (config or {}).items():
@@ -75,21 +76,25 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
             if logger is not None:
                 loggers.append(logger)
         else:
-            loggers.append(hydra.utils.instantiate(node))
+            logger = hydra.utils.instantiate(node)
+            if wandb_init and "config" in wandb_init:
+                logger.log_hyperparams(wandb_init["config"])
+            loggers.append(logger)
     return loggers
 
 
-LOGGER_PACKAGES = {"TensorBoardLogger": ("tensorboard", "tensorboardX"), "MLFlowLogger": ("mlflow",)}
-"""Loggers whose package is not in the lock: the modules any one of which they need, the first one to install."""
+LOGGER_PACKAGES = {"TensorBoardLogger": ("tensorboardX", "tensorboard"), "MLFlowLogger": ("mlflow",)}
+"""Loggers whose package is in the ``trackers`` extra only: the modules any one of which they need."""
 
 
 def check_logger_package(name: str, target: str) -> None:
     """A :class:`~asd_ganomaly.core.errors.UserError` naming the package and the pip command when a logger's
-    package is not installed (Lightning's own error comes later, deep in a traceback)."""
+    package is not installed, as after a plain ``pip install asd-ganomaly`` (Lightning's own error comes later,
+    deep in a traceback)."""
     modules = LOGGER_PACKAGES.get(target.rsplit(".", 1)[-1])
     if modules and not any(importlib.util.find_spec(module) for module in modules):
-        package = modules[0]
-        raise UserError(f"logger={name} needs the {package} package, which is not installed: pip install {package}")
+        install = "pip install 'asd-ganomaly[trackers]'"
+        raise UserError(f"logger={name} needs the {modules[0]} package, which is not installed: {install}")
 
 
 def start_wandb(node: dict) -> WandbLogger | None:
