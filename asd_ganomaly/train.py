@@ -32,7 +32,7 @@ from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_fin
 from .runs.identity import register_resolvers, run_info
 from .runs.resume import resume_checkpoint
 from .runs.study import register_study_resolver
-from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_run_args
+from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_log_model, wandb_run_args
 from .runs.wrapper import one_line_user_errors, task_wrapper
 from .runs.wrapper import record_failure as _record_failure  # noqa: F401 (imported from here by tests)
 
@@ -72,7 +72,8 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
         callbacks.append(
             ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/source/auc", mode="max")
         )
-    callbacks += [ThresholdCalibration(), RunFiles(out, info, plots=cfg.plots)]
+    run_files = RunFiles(out, info, plots=cfg.plots, log_model=wandb_log_model(cfg.get("logger")))
+    callbacks += [ThresholdCalibration(), run_files]
     quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
     return hydra.utils.instantiate(
         cfg.trainer,

@@ -189,7 +189,8 @@ def read_csv(path: Path | str) -> list[dict]:
 
 def read_wandb_run(folder: Path) -> dict:
     """The offline W&B run below ``folder``, read with wandb's own reader (``wandb leet inspect --json``):
-    name, group, tags, config, summary and exit code. Fails unless the run was finished and flushed."""
+    id, name, group, tags, config, summary, artifacts (as logged: name, type, manifest, metadata...) and exit code.
+    Fails unless the run was finished and flushed."""
     import json
     import os
     import subprocess
@@ -206,18 +207,21 @@ def read_wandb_run(folder: Path) -> dict:
         env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert result.returncode == 0, result.stderr
-    run: dict = {"config": {}, "summary": {}, "exit_code": None}
+    run: dict = {"config": {}, "summary": {}, "artifacts": [], "exit_code": None}
     for line in result.stdout.splitlines():
         record = json.loads(line)
         kind = record.get("type")
         if kind == "run":
             body = record["run"]
-            run |= {"name": body.get("display_name"), "group": body.get("run_group"), "tags": body.get("tags", [])}
+            run |= {"id": body.get("run_id"), "name": body.get("display_name"), "group": body.get("run_group")}
+            run["tags"] = body.get("tags", [])
             run["config"] |= body.get("config", {}).get("update", {})
         elif kind == "config":
             run["config"] |= record["config"].get("update", {})
         elif kind == "summary":
             run["summary"] |= record["summary"].get("update", {})
+        elif kind == "artifact":
+            run["artifacts"].append(record["artifact"])
         elif kind == "exit":
             run["exit_code"] = record["exit"].get("exit_code", 0)
     assert run["exit_code"] == 0, f"the W&B run {runs[0]} was not finished: {run}"

@@ -97,23 +97,29 @@ def test_the_optuna_study_lives_in_the_sweep_folder_and_a_second_search_continue
     assert all(trial.value is not None and set(trial.params) >= {"model.loss.w_rec"} for trial in study.trials)
 
 
-@pytest.mark.parametrize(("logger", "package"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
-def test_tensorboard_and_mlflow_loggers_keep_their_files_in_the_run_folder(logger, package, tmp_path):
+@pytest.mark.parametrize(("logger", "store"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow.db")])
+def test_tensorboard_and_mlflow_loggers_keep_their_files_in_the_run_folder(logger, store, tmp_path):
+    from asd_ganomaly.runs.tracking import instantiate_loggers
+
+    cfg = compose_with_hydra(f"logger={logger}", f"paths.output_dir={tmp_path}")
+    assert set(cfg.logger) == {logger, "csv"}
+    loggers = instantiate_loggers(cfg.logger)
+    for each in loggers:
+        each.log_metrics({"test/dcase_score": 0.5}, step=0)
+        each.finalize("success")
+    assert (tmp_path / store).exists(), "a local store in the run folder, no server"
+
+
+@pytest.mark.parametrize(("logger", "package"), [("tensorboard", "tensorboardX"), ("mlflow", "mlflow")])
+def test_a_logger_whose_package_is_missing_stops_with_the_pip_command(logger, package, tmp_path, monkeypatch):
     import importlib.util
 
     from asd_ganomaly.core.errors import UserError
     from asd_ganomaly.runs.tracking import instantiate_loggers
 
     cfg = compose_with_hydra(f"logger={logger}", f"paths.output_dir={tmp_path}")
-    assert set(cfg.logger) == {logger, "csv"}
-    store = cfg.logger[logger].get("save_dir") or cfg.logger[logger].get("tracking_uri")
-    assert str(tmp_path) in store  # a local store below the run folder, no server
-    if importlib.util.find_spec(package) is None:  # not in the lock: one clear line naming the pip command
-        with pytest.raises(UserError, match=f"logger={logger} needs the {package} package.*pip install {package}$"):
-            instantiate_loggers(cfg.logger)
-        return
-    loggers = instantiate_loggers(cfg.logger)
-    for each in loggers:
-        each.log_metrics({"test/dcase_score": 0.5}, step=0)
-        each.finalize("success")
-    assert any(p.is_file() for p in (tmp_path / ("tensorboard" if logger == "tensorboard" else "mlruns")).rglob("*"))
+    find_spec = importlib.util.find_spec
+    missing = {"tensorboardX", "tensorboard", "mlflow"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else find_spec(name, *a))
+    with pytest.raises(UserError, match=rf"logger={logger} needs the {package} package.*\[trackers\]'$"):
+        instantiate_loggers(cfg.logger)

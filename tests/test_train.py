@@ -30,7 +30,10 @@ def run_dir(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def trained(synthetic_root, tmp_path_factory) -> Path:
     log_dir = tmp_path_factory.mktemp("train") / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=25", "logger=wandb")
+    wandb_data = {"WANDB_DATA_DIR": str(log_dir.parent / "wandb-data")}  # artifact staging: not in the home folder
+    train(
+        synthetic_root, log_dir, "trainer.max_epochs=25", "logger=wandb", "logger.wandb.log_model=true", env=wandb_data
+    )
     return run_dir(log_dir)
 
 
@@ -64,6 +67,29 @@ def test_wandb_offline_run_holds_config_tags_group_name_and_summary(trained):
     assert metrics["logged"]["test/dcase_score"] == pytest.approx(metrics["dcase_score"])
     assert "train/loss_g_epoch" in wandb_run["summary"]
     assert list((trained / "csv").glob("metrics.csv")), "the CSV logger runs beside W&B"
+
+
+def test_wandb_offline_run_holds_the_model_artifact_and_the_scores_table(trained):
+    wandb_run = read_wandb_run(trained)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    models = [a for a in wandb_run["artifacts"] if a["type"] == "model"]
+    assert len(models) == 1 and models[0]["name"] == f"model-{wandb_run['id']}" and "latest" in models[0]["aliases"]
+    (entry,) = models[0]["manifest"]["contents"]
+    assert entry["path"] == "model.ckpt" and int(entry["size"]) == (trained / "model.ckpt").stat().st_size
+    metadata = json.loads(models[0]["metadata"])
+    assert metadata["machine_type"] == "fan" and metadata["run_id"] == metrics["run_id"]
+    assert metadata["metrics"]["test/dcase_score"] == pytest.approx(metrics["dcase_score"])
+
+    assert wandb_run["summary"]["test/clip_scores._type"] == "table-file"
+    folder = next(trained.glob("wandb/offline-run-*"))
+    table = json.loads((folder / "files" / wandb_run["summary"]["test/clip_scores.path"]).read_text())
+    rows = read_csv(trained / "scores.csv")
+    assert table["columns"] == list(rows[0]) and len(table["data"]) == len(rows) == 40
+    by_path = {row[0]: row for row in table["data"]}
+    for row in rows:
+        logged = dict(zip(table["columns"], by_path[row["path"]], strict=True))
+        assert logged["score"] == pytest.approx(float(row["score"])) and logged["decision"] == int(row["decision"])
+    assert any(a["type"] == "run_table" for a in wandb_run["artifacts"]), "the table is a W&B artifact too"
 
 
 def test_loss_weight_sweep_gives_one_run_per_value_with_distinct_results(synthetic_root, tmp_path):

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..core.files import atomic_output
 from .files import METRICS_FILE, SCORES_FILE, read_scores, run_record, scores_by_domain, write_json_atomic, write_scores
+from .tracking import log_wandb_results
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,19 @@ class ThresholdCalibration(Callback):
 
 
 class RunFiles(Callback):
-    """At the end of testing, the run folder gets ``scores.csv``, ``model.ckpt``, plots (also sent to W&B)
-    and, last, ``metrics.json``: its presence marks the run as finished.
+    """At the end of testing, the run folder gets ``scores.csv``, ``model.ckpt``, plots and, last,
+    ``metrics.json``: its presence marks the run as finished. A W&B run gets the plots, the scores as a table and,
+    with ``log_model``, ``model.ckpt`` as a model artifact.
 
     ``info`` identifies the run in metrics.json (machine type, section, model, run id, config...).
     """
 
-    def __init__(self, out_dir: str | Path, info: dict, plots: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, info: dict, plots: bool = True, log_model: bool = False) -> None:
         super().__init__()
         self.out = Path(out_dir)
         self.info = info
         self.plots = plots
+        self.log_model = log_model
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the run's files from the results the module computed at the end of the test epoch."""
@@ -75,8 +78,19 @@ class RunFiles(Callback):
             trainer.save_checkpoint(tmp, weights_only=False)
         if self.plots and getattr(datamodule, "labelled", True):  # ROC and histograms by label need labels
             self._plots(trainer, pl_module)
+        self._wandb(trainer, pl_module)
         record = run_record(self.info, results=pl_module.test_results, logged=pl_module.test_metrics)
         write_json_atomic(self.out / METRICS_FILE, record)
+
+    def _wandb(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The scores table and, with ``log_model``, the model artifact, for each W&B logger."""
+        keys = ("machine_type", "section", "model", "run_id")
+        metadata = {**{key: self.info.get(key) for key in keys}, "threshold": pl_module.threshold.item()}
+        metadata["metrics"] = dict(pl_module.test_metrics)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                rows = read_scores(self.out / SCORES_FILE)
+                log_wandb_results(logger, self.out / "model.ckpt", rows, metadata, self.log_model)
 
     def _plots(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from ..evaluation import plots

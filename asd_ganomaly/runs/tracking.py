@@ -7,6 +7,7 @@ import logging
 import netrc
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -60,7 +61,8 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
     A W&B logger gets ``wandb_init`` as extra ``wandb.init`` arguments (the run's config and tags), is offline
     unless the user is logged in, and is started at once: if it cannot start online (no network, bad key,
     service down) within ``init_timeout`` seconds it falls back to offline, and if even that fails it is left
-    out. W&B never fails or hangs a run.
+    out. W&B never fails or hangs a run. Every other logger (TensorBoard, MLflow, CSV) gets the same config as
+    its hyperparameters.
     """
     loggers: list[Logger] = []
     for name, node in (config or {}).items():
@@ -69,26 +71,30 @@ def instantiate_loggers(config: DictConfig | None, wandb_init: dict | None = Non
         node = OmegaConf.to_container(node, resolve=True)
         log.info("Instantiating logger %s <%s>", name, node["_target_"])
         check_logger_package(name, node["_target_"])
-        if issubclass(hydra.utils.get_class(node["_target_"]), WandbLogger):
+        if is_wandb_node(node):
             logger = start_wandb({**node, **(wandb_init or {})})
             if logger is not None:
                 loggers.append(logger)
         else:
-            loggers.append(hydra.utils.instantiate(node))
+            logger = hydra.utils.instantiate(node)
+            if wandb_init and "config" in wandb_init:
+                logger.log_hyperparams(wandb_init["config"])
+            loggers.append(logger)
     return loggers
 
 
-LOGGER_PACKAGES = {"TensorBoardLogger": ("tensorboard", "tensorboardX"), "MLFlowLogger": ("mlflow",)}
-"""Loggers whose package is not in the lock: the modules any one of which they need, the first one to install."""
+LOGGER_PACKAGES = {"TensorBoardLogger": ("tensorboardX", "tensorboard"), "MLFlowLogger": ("mlflow",)}
+"""Loggers whose package is in the ``trackers`` extra only: the modules any one of which they need."""
 
 
 def check_logger_package(name: str, target: str) -> None:
     """A :class:`~asd_ganomaly.core.errors.UserError` naming the package and the pip command when a logger's
-    package is not installed (Lightning's own error comes later, deep in a traceback)."""
+    package is not installed, as after a plain ``pip install asd-ganomaly`` (Lightning's own error comes later,
+    deep in a traceback)."""
     modules = LOGGER_PACKAGES.get(target.rsplit(".", 1)[-1])
     if modules and not any(importlib.util.find_spec(module) for module in modules):
-        package = modules[0]
-        raise UserError(f"logger={name} needs the {package} package, which is not installed: pip install {package}")
+        install = "pip install 'asd-ganomaly[trackers]'"
+        raise UserError(f"logger={name} needs the {modules[0]} package, which is not installed: {install}")
 
 
 def start_wandb(node: dict) -> WandbLogger | None:
@@ -97,6 +103,9 @@ def start_wandb(node: dict) -> WandbLogger | None:
 
     node = dict(node)
     logger_class = hydra.utils.get_class(node.pop("_target_"))
+    # log_model is ours (log_wandb_results logs the run's model.ckpt): Lightning's own would upload the resume
+    # checkpoints instead, and it refuses an offline run
+    node.pop("log_model", None)
     timeout = float(node.pop("init_timeout", 60))
     offline = resolve_wandb_offline(node.pop("offline", "auto"))
     Path(node["save_dir"]).mkdir(parents=True, exist_ok=True)
@@ -136,6 +145,39 @@ def wandb_run_id(run_dir: Path) -> str:
     with atomic_output(path) as tmp:
         tmp.write_text(run_id + "\n")
     return run_id
+
+
+def is_wandb_node(node: object) -> bool:
+    """True for a logger config node that instantiates a WandbLogger."""
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        return False
+    return issubclass(hydra.utils.get_class(node["_target_"]), WandbLogger)
+
+
+def wandb_log_model(config: DictConfig | None) -> bool:
+    """The ``log_model`` of the config's W&B logger node: log the run's ``model.ckpt`` as a model artifact."""
+    return any(bool(node.get("log_model", False)) for node in (config or {}).values() if is_wandb_node(node))
+
+
+SCORES_TABLE = "test/clip_scores"
+"""The W&B key of a run's scores table (``scores.csv``, one row per test clip)."""
+
+
+def log_wandb_results(logger: WandbLogger, model_path: Path, rows: list[dict], metadata: dict, log_model: bool) -> None:
+    """Log a run's results to its W&B run: the rows of ``scores.csv`` as the table ``test/clip_scores`` and, with
+    ``log_model``, ``model_path`` as the model artifact ``model-<W&B run id>`` (alias ``latest``, ``metadata`` as
+    its metadata). Offline, both stay in the offline run until ``wandb sync``. A failure is only a warning."""
+    import wandb
+
+    try:
+        columns = list(rows[0]) if rows else []
+        logger.log_table(key=SCORES_TABLE, columns=columns, data=[list(row.values()) for row in rows])
+        if log_model:
+            artifact = wandb.Artifact(name=f"model-{logger.experiment.id}", type="model", metadata=metadata)
+            artifact.add_file(str(model_path), name=model_path.name)
+            logger.experiment.log_artifact(artifact, aliases=["latest"])
+    except Exception as error:  # W&B must never fail a training run
+        log.warning("W&B could not log the run's scores or model (%s: %s)", type(error).__name__, error)
 
 
 def instantiate_callbacks(config: DictConfig | None) -> list[Callback]:
