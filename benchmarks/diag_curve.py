@@ -28,12 +28,12 @@ from diag_lib import (
     experiment_parser,
     floor_scores,
     nearest_training_distance,
+    pooled_codes,
     quiet_experiment_data,
     recalibrate_bn,
     section_metrics,
     selected_sections,
     summary,
-    time_stats,
     train_gan,
 )
 
@@ -44,16 +44,10 @@ from asd_ganomaly.evaluation.metrics import harmonic_mean
 @torch.no_grad()
 def curve_scores(module, d: dict) -> dict[str, torch.Tensor]:
     """The reconstruction score and the residual k-NN of the test clips; leaves ``module`` in training mode."""
-    module.eval()
-
-    def residual_stats(x: torch.Tensor) -> torch.Tensor:
-        xn = module.normalizer(x)
-        _, x_rec, _, _ = module.net(xn)
-        return time_stats(xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]])
-
+    train, test = pooled_codes(module, d["train"])["res"], pooled_codes(module, d["test"])["res"]
     scores = {
         "reconstruction": module.net.scores(module.normalizer(d["test"]))["score_rec"],
-        "residual knn": nearest_training_distance(residual_stats(d["train"]), residual_stats(d["test"])),
+        "residual knn": nearest_training_distance(train, test),
     }
     module.train()
     return scores

@@ -86,6 +86,16 @@ def nearest_training_distance(train: torch.Tensor, test: torch.Tensor) -> torch.
     return torch.cdist((test - mu) / sd, (train - mu) / sd).min(1).values
 
 
+@torch.no_grad()
+def pooled_codes(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean and std over time of Z, Z', Z - Z' and the residual, flattened per clip, for raw log-mel ``x``."""
+    module.eval()
+    xn = module.normalizer(x)
+    _, x_rec, z, zp = module.net(xn)
+    residual = xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]]
+    return {"z": time_stats(z), "zp": time_stats(zp), "dz": time_stats(z - zp), "res": time_stats(residual)}
+
+
 def floor_scores(d: dict) -> torch.Tensor:
     """1-NN distance of per-band mean and std of the log-mel, z-scored on the training clips."""
     return nearest_training_distance(time_stats(d["train"]), time_stats(d["test"]))

@@ -24,23 +24,13 @@ from diag_lib import (
     floor_scores,
     fmt,
     nearest_training_distance,
+    pooled_codes,
     quiet_experiment_data,
     section_metrics,
     selected_sections,
     summary,
-    time_stats,
     train_gan,
 )
-
-
-@torch.no_grad()
-def pooled_codes(module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean and std over time of Z, Z', Z - Z' and the residual, flattened per clip, for raw log-mel ``x``."""
-    module.eval()
-    xn = module.normalizer(x)
-    _, x_rec, z, zp = module.net(xn)
-    residual = xn.unsqueeze(1) - x_rec[..., : xn.shape[-2], : xn.shape[-1]]
-    return {"z": time_stats(z), "zp": time_stats(zp), "dz": time_stats(z - zp), "res": time_stats(residual)}
 
 
 def main() -> None:
