@@ -124,7 +124,6 @@ def main() -> None:
         per["floor"][key] = section_metrics(floor_scores(d), d)
         torch.manual_seed(int(args.seeds.split(",")[0]))
         module, _ = build("experiment=demo", *args.overrides)
-        module.fit_normalizer(d["train"])
         train = [c for c in list_clips(args.data, *key, "train") if c.label != "anomaly"]
         n_target = sum(c.domain == "target" for c in train)
         for name, metrics in section_curve(module, d, args, checkpoints, n_target).items():

@@ -84,13 +84,15 @@ class RunFiles(Callback):
 
     def _wandb(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The scores table and, with ``log_model``, the model artifact, for each W&B logger."""
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
         keys = ("machine_type", "section", "model", "run_id")
         metadata = {**{key: self.info.get(key) for key in keys}, "threshold": pl_module.threshold.item()}
         metadata["metrics"] = dict(pl_module.test_metrics)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                rows = read_scores(self.out / SCORES_FILE)
-                log_wandb_results(logger, self.out / "model.ckpt", rows, metadata, self.log_model)
+        rows = read_scores(self.out / SCORES_FILE)
+        for logger in loggers:
+            log_wandb_results(logger, self.out / "model.ckpt", rows, metadata, self.log_model)
 
     def _plots(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from ..evaluation import plots
