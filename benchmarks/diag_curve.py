@@ -1,16 +1,17 @@
 """The learning curve of GANomaly's scores within one training run, and three ways to steady it
-(docs/diagnosis.md, section 16).
+(docs/diagnosis.md, sections 16 and 17).
 
     python benchmarks/diag_curve.py curve --sections s0 --steps 1,50,100,150,200 [--recal] [--ema 0.95]
-        [--balance] [-- OVERRIDES]
+        [--balance] [--band] [-- OVERRIDES]
 
 For each section, ``experiment=demo``'s model (plus overrides) trains once with ``diag_lib.train_gan``; at each
 step count of ``--steps`` the reconstruction score (mean |X - X~|) and the residual k-NN (1-NN distance of the
 residual's mean and std over time, z-scored on the training clips) are scored on the test clips. Printed per step
 count: the official score and the harmonic mean of AUC and pAUC per domain, beside the no-training floor.
 ``--recal`` also scores a copy whose BatchNorm statistics are recomputed exactly on the training clips, ``--ema``
-an exponential moving average of the generator's weights (the decay given), and ``--balance`` draws as many
-target-domain clips as source ones in every epoch (the section's few target clips repeated).
+an exponential moving average of the generator's weights (the decay given), ``--balance`` draws as many
+target-domain clips as source ones in every epoch (the section's few target clips repeated), and ``--band`` adds
+the per-band standardised reconstruction error (section 17).
 """
 
 from __future__ import annotations
@@ -42,13 +43,26 @@ from asd_ganomaly.evaluation.metrics import harmonic_mean
 
 
 @torch.no_grad()
-def curve_scores(module, d: dict) -> dict[str, torch.Tensor]:
-    """The reconstruction score and the residual k-NN of the test clips; leaves ``module`` in training mode."""
+def band_errors(module, x: torch.Tensor) -> torch.Tensor:
+    """Each clip's mean |X - X~| per mel band (clips, bands), for raw log-mel ``x``."""
+    module.eval()
+    return module.net.profiles(module.normalizer(x))["residual"].abs().mean(-1)
+
+
+@torch.no_grad()
+def curve_scores(module, d: dict, band: bool = False) -> dict[str, torch.Tensor]:
+    """The reconstruction score and the residual k-NN of the test clips; with ``band`` also the per-band
+    standardised reconstruction error: each band's mean |X - X~| z-scored on the training clips, then averaged
+    (``band-z``) or squared and averaged (``band-z sq``). Leaves ``module`` in training mode."""
     train, test = pooled_codes(module, d["train"])["res"], pooled_codes(module, d["test"])["res"]
     scores = {
         "reconstruction": module.net.scores(module.normalizer(d["test"]))["score_rec"],
         "residual knn": nearest_training_distance(train, test),
     }
+    if band:
+        reference = band_errors(module, d["train"])
+        z = (band_errors(module, d["test"]) - reference.mean(0)) / reference.std(0).clamp_min(1e-6)
+        scores |= {"reconstruction band-z": z.mean(1), "reconstruction band-z sq": z.pow(2).mean(1)}
     module.train()
     return scores
 
@@ -100,7 +114,7 @@ def section_curve(module, d: dict, args, checkpoints: list[int], n_target: int) 
             variants[" (exact bn)"] = copy.deepcopy(module)
             recalibrate_bn(variants[" (exact bn)"], d["train"])
         for suffix, m in variants.items():
-            for name, scores in curve_scores(m, d).items():
+            for name, scores in curve_scores(m, d, args.band).items():
                 out[f"{step:4d} steps: {name}{suffix}"] = section_metrics(scores, d)
 
     order = balanced_order(n_target) if args.balance else None
@@ -114,6 +128,7 @@ def main() -> None:
     parser.add_argument("--recal", action="store_true", help="also score with exact BatchNorm statistics")
     parser.add_argument("--ema", type=float, default=0.0, help="also score an EMA of the weights (decay)")
     parser.add_argument("--balance", action="store_true", help="as many target draws as source ones per epoch")
+    parser.add_argument("--band", action="store_true", help="also the per-band standardised reconstruction error")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     data = quiet_experiment_data(args)
@@ -130,7 +145,7 @@ def main() -> None:
             per.setdefault(name, {})[key] = metrics
     for name, results in sorted(per.items()):
         official, source, target = summary(results)["official"], domain_hmean(results, 0), domain_hmean(results, 1)
-        print(f"{name:40s} official={official:.3f} source={source:.3f} target={target:.3f}")
+        print(f"{name:44s} official={official:.3f} source={source:.3f} target={target:.3f}")
 
 
 if __name__ == "__main__":
