@@ -34,6 +34,7 @@ from diag_lib import (
     recalibrate_bn,
     section_metrics,
     selected_sections,
+    standardised,
     summary,
     train_gan,
 )
@@ -60,8 +61,7 @@ def curve_scores(module, d: dict, band: bool = False) -> dict[str, torch.Tensor]
         "residual knn": nearest_training_distance(train, test),
     }
     if band:
-        reference = band_errors(module, d["train"])
-        z = (band_errors(module, d["test"]) - reference.mean(0)) / reference.std(0).clamp_min(1e-6)
+        z = standardised(band_errors(module, d["test"]), band_errors(module, d["train"]))
         scores |= {"reconstruction band-z": z.mean(1), "reconstruction band-z sq": z.pow(2).mean(1)}
     module.train()
     return scores

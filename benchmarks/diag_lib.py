@@ -80,10 +80,14 @@ def time_stats(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t.mean(-1).flatten(1), t.std(-1).flatten(1)], 1)
 
 
+def standardised(rows: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """``rows`` with every column z-scored by the training rows' mean and std."""
+    return (rows - train.mean(0)) / train.std(0).clamp_min(1e-6)
+
+
 def nearest_training_distance(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     """1-NN distance of each test row to the training rows, every column z-scored on the training rows."""
-    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
-    return torch.cdist((test - mu) / sd, (train - mu) / sd).min(1).values
+    return torch.cdist(standardised(test, train), standardised(train, train)).min(1).values
 
 
 @torch.no_grad()
