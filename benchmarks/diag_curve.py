@@ -11,7 +11,8 @@ count: the official score and the harmonic mean of AUC and pAUC per domain, besi
 ``--recal`` also scores a copy whose BatchNorm statistics are recomputed exactly on the training clips, ``--ema``
 an exponential moving average of the generator's weights (the decay given), ``--balance`` draws as many
 target-domain clips as source ones in every epoch (the section's few target clips repeated), and ``--band`` adds
-the per-band standardised reconstruction error (section 17).
+the per-band standardised reconstruction error (section 17; the package's ``band_error`` score, section 18) and
+its variant pooled over each band's highest tenth of frames.
 """
 
 from __future__ import annotations
@@ -44,17 +45,22 @@ from asd_ganomaly.evaluation.metrics import harmonic_mean
 
 
 @torch.no_grad()
-def band_errors(module, x: torch.Tensor) -> torch.Tensor:
-    """Each clip's mean |X - X~| per mel band (clips, bands), for raw log-mel ``x``."""
+def band_errors(module, x: torch.Tensor, top: float | None = None) -> torch.Tensor:
+    """Each clip's mean |X - X~| per mel band (clips, bands), for raw log-mel ``x``; with ``top`` the mean of each
+    band's highest ``top`` fraction of frames instead."""
     module.eval()
-    return module.net.profiles(module.normalizer(x))["residual"].abs().mean(-1)
+    error = module.net.profiles(module.normalizer(x))["residual"].abs()
+    if top is None:
+        return error.mean(-1)
+    return error.topk(max(1, round(top * error.shape[-1])), dim=-1).values.mean(-1)
 
 
 @torch.no_grad()
 def curve_scores(module, d: dict, band: bool = False) -> dict[str, torch.Tensor]:
     """The reconstruction score and the residual k-NN of the test clips; with ``band`` also the per-band
     standardised reconstruction error: each band's mean |X - X~| z-scored on the training clips, then averaged
-    (``band-z``) or squared and averaged (``band-z sq``). Leaves ``module`` in training mode."""
+    (``band-z``) or squared and averaged (``band-z sq``; ``band-z sq top``: each band's mean over its highest tenth
+    of frames instead of all of them). Leaves ``module`` in training mode."""
     train, test = pooled_codes(module, d["train"])["res"], pooled_codes(module, d["test"])["res"]
     scores = {
         "reconstruction": module.net.scores(module.normalizer(d["test"]))["score_rec"],
@@ -63,6 +69,8 @@ def curve_scores(module, d: dict, band: bool = False) -> dict[str, torch.Tensor]
     if band:
         z = standardised(band_errors(module, d["test"]), band_errors(module, d["train"]))
         scores |= {"reconstruction band-z": z.mean(1), "reconstruction band-z sq": z.pow(2).mean(1)}
+        z_top = standardised(band_errors(module, d["test"], 0.1), band_errors(module, d["train"], 0.1))
+        scores["reconstruction band-z sq top"] = z_top.pow(2).mean(1)
     module.train()
     return scores
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from asd_ganomaly.evaluation.metrics import auc_pauc, harmonic_mean
+from asd_ganomaly.models.scores import SCORE_COLUMNS
 
-COLUMNS = ("score_latent", "score_rec", "score_disc", "score_residual_knn", "score_fused")
+COLUMNS = SCORE_COLUMNS
 
 
 def main() -> None:

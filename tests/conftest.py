@@ -97,11 +97,14 @@ def small_ganomaly(*overrides: str):
 
 
 def small_trained_looking_detector():
-    """An untrained ganomaly_small on 2 s clips with a fitted normalisation, a threshold and a training section."""
+    """An untrained ganomaly_small on 2 s clips with a fitted normalisation, residual bank and band statistics (its
+    configured score's), a threshold and a training section."""
     import torch
 
     detector = small_ganomaly("data.features.seconds=2.0", "data.features.frames=56")
-    detector.fit_normalizer(torch.randn(4, 128, 56) * 10 - 40)
+    train = torch.randn(4, 128, 56) * 10 - 40
+    detector.fit_normalizer(train)
+    detector.eval().fit_memory([(train,)])
     detector.threshold.fill_(7.25)
     detector.trained_on = {"machine_type": "fan", "sections": [0]}
     return detector.eval()

@@ -219,14 +219,15 @@ def quiet_export() -> Iterator[None]:
     """Silence the exporter's benign warnings, and only those.
 
     * "Converting a tensor to a Python boolean/integer" from the k-NN memory bank (``models.knn`` and the
-      GANomaly detector that asks ``residual_bank.fitted``): the bank is a buffer, so the tracer sees its size as a
+      GANomaly detector that asks ``residual_bank.fitted``) and from the band-error score's ``fitted`` flag
+      (``models.bands``): the bank is a buffer, so the tracer sees its size as a
       tensor, but its size is fixed by the trained model: the branch and ``k`` taken while tracing are those of
       every input. Shapes that follow the input (the batch, the waveform length) are not branched on.
     * "Constant folding - Only steps=1 can be constant folded": a strided slice is left for the runtime to compute
       instead of being precomputed; the graph computes the same.
     """
     with warnings.catch_warnings():
-        for module in (r"asd_ganomaly\.models\.knn", r"asd_ganomaly\.models\.detector"):
+        for module in (r"asd_ganomaly\.models\.knn", r"asd_ganomaly\.models\.detector", r"asd_ganomaly\.models\.bands"):
             warnings.filterwarnings(
                 "ignore", message="Converting a tensor to a Python", category=torch.jit.TracerWarning, module=module
             )

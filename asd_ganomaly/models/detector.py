@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..data.features import FeatureConfig, LogMel, Normalizer
+from .bands import BandErrorScore
 from .knn import KNNDetector
 from .scores import SCORE_KEYS
 from .windows import join_windows, pool_time, split_windows
@@ -116,12 +117,13 @@ class Detector(nn.Module):
 
 
 class GANomalyDetector(Detector):
-    """GANomaly's scores: ``latent`` (mean (Z - Z')^2), ``reconstruction``, ``discriminator`` and ``residual_knn``,
-    the distance of a clip's residual profile to the nearest training clips' (``residual_k``), each pooled over
-    time (``pool``). ``window`` (frames) scores a clip window by window every ``window_hop`` frames;
-    ``bn_train_mode_at_test`` scores with batch statistics. See :class:`~.lit_ganomaly.GANomalyModule`."""
+    """GANomaly's scores: ``latent`` (mean (Z - Z')^2), ``reconstruction``, ``discriminator`` (each pooled over time,
+    ``pool``), ``residual_knn``, the distance of a clip's residual profile to the nearest training clips'
+    (``residual_k``), and ``band_error``, each band's mean |X - X~| z-scored on the training clips, squared and
+    averaged over bands (:mod:`~.bands`). ``window`` (frames) scores a clip window by window every ``window_hop``
+    frames; ``bn_train_mode_at_test`` scores with batch statistics. See :class:`~.lit_ganomaly.GANomalyModule`."""
 
-    components = ("latent", "reconstruction", "discriminator", "residual_knn")
+    components = ("latent", "reconstruction", "discriminator", "residual_knn", "band_error")
 
     def __init__(
         self,
@@ -147,17 +149,20 @@ class GANomalyDetector(Detector):
         self.pool, self.pool_top = pool, pool_top
         self.bn_train_mode_at_test = bn_train_mode_at_test
         self.residual_bank = KNNDetector(self.feature_config.n_mels, k=residual_k)
+        self.band_errors = BandErrorScore(self.feature_config.n_mels)
 
     def clip_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent (``score_latent``), reconstruction, discriminator and residual k-NN scores of normalised
-        log-mel (the last is NaN while the bank is empty, e.g. when validating during training)."""
+        """Latent (``score_latent``), reconstruction, discriminator, residual k-NN and band-error scores of
+        normalised log-mel (the last two are NaN until fitted on training clips, e.g. when validating during
+        training)."""
         scores = self._net_scores(logmel)
         residual = scores.pop("residual")
         if self.residual_bank.fitted:
             knn = self.residual_bank.scores(residual, leave_one_out=self.scoring_training_clips)["score_knn"]
         else:
             knn = torch.full_like(scores["score_rec"], float("nan"))
-        return {"score_latent": scores.pop("score"), **scores, "score_residual_knn": knn}
+        band = self.band_errors.scores(residual)
+        return {"score_latent": scores.pop("score"), **scores, "score_residual_knn": knn, "score_band_error": band}
 
     def _net_scores(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.bn_train_mode_at_test and not self.training:

@@ -25,8 +25,10 @@ class GANomalyModule(GANomalyDetector, AnomalyDetector):
     Scores (``score``): ``latent`` (the report's), ``reconstruction`` (mean |X - X~|), ``discriminator`` and
     ``residual_knn``: the distance of a clip's residual profile (per-band mean and std over time of X - X~,
     z-scored) to the nearest training clip's (``residual_k`` neighbours), a memory bank filled from the training
-    clips with the weights that are tested. It keeps the few target-domain training clips as references of
-    their own instead of averaging them into what the network learnt from the source majority.
+    clips with the weights that are tested (it keeps the few target-domain training clips as references of their
+    own instead of averaging them into what the network learnt from the source majority), and ``band_error``: each
+    band's mean |X - X~| z-scored by the training clips' errors in that band (fitted with the bank), squared and
+    averaged over bands.
 
     ``on_collapse`` says what happens when the discriminator loss stays below ``collapse_threshold`` for
     ``collapse_patience`` steps: ``"warn"``, ``"reinit"`` (re-initialise D, as original GANomaly) or
@@ -98,9 +100,11 @@ class GANomalyModule(GANomalyDetector, AnomalyDetector):
 
     @torch.no_grad()
     def fit_memory(self, batches: list[tuple[torch.Tensor, ...]]) -> None:
-        """Fill the residual bank from the training clips (raw log-mel batches) with the current weights."""
+        """Fill the residual bank and fit the band-error statistics from the training clips (raw log-mel batches)
+        with the current weights."""
         residuals = [self._net_scores(self.normalizer(batch[0].to(self.device)))["residual"] for batch in batches]
         self.residual_bank.fit(torch.cat(residuals))
+        self.band_errors.fit(torch.cat(residuals))
 
     def on_validation_start(self) -> None:
         """The residual bank of the current weights, for scores computed while training (``select_on_test``)."""

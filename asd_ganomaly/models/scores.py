@@ -5,6 +5,7 @@ SCORE_KEYS = {
     "reconstruction": "score_rec",
     "discriminator": "score_disc",
     "residual_knn": "score_residual_knn",
+    "band_error": "score_band_error",
     "knn": "score_knn",
     "fused": "score_fused",
     "default": "score",

@@ -26,12 +26,12 @@ def small_detector(score: str):
     return module, cfg
 
 
-@pytest.mark.parametrize("score", ["latent", "reconstruction", "discriminator", "residual_knn", "fused"])
+@pytest.mark.parametrize("score", ["latent", "reconstruction", "discriminator", "residual_knn", "band_error", "fused"])
 def test_the_chosen_score_is_the_detector_score_and_the_others_stay(score):
     module, _ = small_detector(score)
     module.calibrate_threshold(TensorBatches((torch.randn(16, 128, 64),), batch_size=8))
     scores = module.eval().score_logmel(torch.randn(6, 128, 64))
-    names = ("latent", "reconstruction", "discriminator", "residual_knn", "fused")
+    names = ("latent", "reconstruction", "discriminator", "residual_knn", "band_error", "fused")
     assert set(scores) == {"score", *(SCORE_KEYS[n] for n in names)}
     assert torch.equal(scores["score"], scores[SCORE_KEYS[score]])
 
@@ -59,7 +59,7 @@ def test_fused_score_standardises_each_score_on_the_training_normals():
     assert torch.allclose(fresh.eval().score_logmel(test)["score"], module.score_logmel(test)["score"])
 
 
-@pytest.mark.parametrize(("score", "atol"), [("fused", 1e-4), ("residual_knn", 1e-3)])
+@pytest.mark.parametrize(("score", "atol"), [("fused", 1e-4), ("residual_knn", 1e-3), ("band_error", 1e-3)])
 def test_onnx_export_reproduces_the_score(score, atol, tmp_path):
     module, _ = small_detector(score)
     module.calibrate_threshold(TensorBatches((torch.randn(16, 128, 64),), batch_size=8))
@@ -101,6 +101,34 @@ def test_residual_knn_is_not_a_number_before_the_bank_is_filled():
     assert scores["score_residual_knn"].isnan().all() and scores["score"].isfinite().all()
 
 
+def test_band_error_standardises_each_band_error_on_the_training_clips():
+    module, cfg = small_detector("band_error")
+    train = torch.randn(12, 128, 64)
+    module.calibrate_threshold(TensorBatches((train,), batch_size=5))
+    module.eval()
+    # the training clips' squared z-scores average (n - 1) / n in every band (the std is the unbiased one)
+    assert module.score_logmel(train)["score"].mean().item() == pytest.approx(11 / 12, rel=1e-3)
+    quieter = train[:4].clone()
+    quieter[:, 40:44] *= 0.2  # four bands far quieter: their error leaves the normal range, the mean error does not
+    scores, plain = module.score_logmel(quieter), module.score_logmel(train[:4])
+    assert (scores["score"] > plain["score"] + 0.5).all()
+
+    fresh = instantiate(cfg.model)
+    fresh.load_state_dict(module.state_dict())
+    assert torch.allclose(fresh.eval().score_logmel(quieter)["score"], scores["score"])
+    before = {k: v for k, v in module.state_dict().items() if not k.startswith("band_errors.")}
+    older = instantiate(cfg.model)  # a checkpoint written before the score existed loads, the score unfitted
+    older.load_state_dict(before)
+    loaded = older.eval().score_logmel(quieter)
+    assert loaded["score_band_error"].isnan().all()
+    assert torch.allclose(loaded["score_rec"], scores["score_rec"])
+
+
+def test_band_error_is_not_a_number_before_it_is_fitted():
+    module, _ = small_detector("latent")
+    assert module.eval().score_logmel(torch.randn(2, 128, 64))["score_band_error"].isnan().all()
+
+
 def test_a_score_the_model_does_not_compute_is_refused():
     with pytest.raises(InstantiationException, match="score must be one of .'reconstruction', 'fused'.*'latent'"):
         build_detector(compose_config("model=ae_baseline", "model.score=latent").model)
@@ -120,7 +148,14 @@ def reconstruction_run(synthetic_root, tmp_path_factory):
 def test_metrics_carry_every_score_and_intervals(reconstruction_run):
     run = find_run(reconstruction_run)
     metrics = read_metrics(run)
-    assert set(metrics["scores"]) == {"latent", "reconstruction", "discriminator", "residual_knn", "fused"}
+    assert set(metrics["scores"]) == {
+        "latent",
+        "reconstruction",
+        "discriminator",
+        "residual_knn",
+        "band_error",
+        "fused",
+    }
     for domain in ("source", "target"):
         chosen = metrics["metrics"][domain]
         assert chosen["auc"] == metrics["scores"]["reconstruction"][domain]["auc"]
@@ -146,7 +181,10 @@ def test_checkpoint_scores_with_the_chosen_score(reconstruction_run, synthetic_r
 def test_report_shows_every_score_and_the_official_interval(reconstruction_run, tmp_path):
     _, md_path = write_report(reconstruction_run, tmp_path)
     text = md_path.read_text()
-    header = "| setting | machine | section | domain | latent | reconstruction | discriminator | residual_knn | fused |"
+    header = (
+        "| setting | machine | section | domain | latent | reconstruction | discriminator | residual_knn | band_error "
+        "| fused |"
+    )
     assert header in text
     line = next(line for line in text.splitlines() if line.startswith("- ganomaly_small:"))
     point = float(line.split()[2])

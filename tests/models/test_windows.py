@@ -94,10 +94,11 @@ def test_mean_pooling_of_a_whole_clip_model_is_the_networks_own_mean():
 
 def test_the_fused_score_sums_only_the_named_components():
     module = small_ganomaly("model.fuse=[latent,reconstruction]")
-    module.score_mean.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    module.score_std.copy_(torch.tensor([1.0, 2.0, 1.0, 1.0]))
+    module.score_mean.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    module.score_std.copy_(torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0]))
     scores = {"score_latent": torch.tensor([2.0]), "score_rec": torch.tensor([6.0])}
-    scores |= {"score_disc": torch.tensor([100.0]), "score_residual_knn": torch.tensor([100.0])}
+    others = ("score_disc", "score_residual_knn", "score_band_error")
+    scores |= {key: torch.tensor([100.0]) for key in others}
     assert module.fuse(scores).item() == pytest.approx(1.0 + 2.0)
 
 
