@@ -45,14 +45,13 @@ from asd_ganomaly.evaluation.metrics import harmonic_mean
 
 
 @torch.no_grad()
-def band_errors(module, x: torch.Tensor, top: float | None = None) -> torch.Tensor:
-    """Each clip's mean |X - X~| per mel band (clips, bands), for raw log-mel ``x``; with ``top`` the mean of each
-    band's highest ``top`` fraction of frames instead."""
+def band_errors(module, x: torch.Tensor, top: float) -> dict[str, torch.Tensor]:
+    """Each clip's |X - X~| per mel band (clips, bands), for raw log-mel ``x``, from one forward pass: ``mean``, the
+    mean over frames, and ``top``, the mean of each band's highest ``top`` fraction of frames."""
     module.eval()
     error = module.net.profiles(module.normalizer(x))["residual"].abs()
-    if top is None:
-        return error.mean(-1)
-    return error.topk(max(1, round(top * error.shape[-1])), dim=-1).values.mean(-1)
+    highest = error.topk(max(1, round(top * error.shape[-1])), dim=-1).values
+    return {"mean": error.mean(-1), "top": highest.mean(-1)}
 
 
 @torch.no_grad()
@@ -67,9 +66,10 @@ def curve_scores(module, d: dict, band: bool = False) -> dict[str, torch.Tensor]
         "residual knn": nearest_training_distance(train, test),
     }
     if band:
-        z = standardised(band_errors(module, d["test"]), band_errors(module, d["train"]))
+        test_errors, train_errors = band_errors(module, d["test"], 0.1), band_errors(module, d["train"], 0.1)
+        z = standardised(test_errors["mean"], train_errors["mean"])
         scores |= {"reconstruction band-z": z.mean(1), "reconstruction band-z sq": z.pow(2).mean(1)}
-        z_top = standardised(band_errors(module, d["test"], 0.1), band_errors(module, d["train"], 0.1))
+        z_top = standardised(test_errors["top"], train_errors["top"])
         scores["reconstruction band-z sq top"] = z_top.pow(2).mean(1)
     module.train()
     return scores

@@ -14,13 +14,11 @@ import torch
 from asd_ganomaly.evaluation.metrics import auc_pauc, harmonic_mean
 from asd_ganomaly.models.scores import SCORE_COLUMNS
 
-COLUMNS = SCORE_COLUMNS
-
 
 def main() -> None:
     runs = sorted(Path(sys.argv[1]).glob("**/scores.csv"))
     header = csv.DictReader(runs[0].open()).fieldnames if runs else []
-    for column in [c for c in COLUMNS if c in header]:
+    for column in [c for c in SCORE_COLUMNS if c in header]:
         values, per_machine = [], {}
         for path in runs:
             rows = list(csv.DictReader(path.open()))

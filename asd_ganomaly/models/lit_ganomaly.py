@@ -103,8 +103,9 @@ class GANomalyModule(GANomalyDetector, AnomalyDetector):
         """Fill the residual bank and fit the band-error statistics from the training clips (raw log-mel batches)
         with the current weights."""
         residuals = [self._net_scores(self.normalizer(batch[0].to(self.device)))["residual"] for batch in batches]
-        self.residual_bank.fit(torch.cat(residuals))
-        self.band_errors.fit(torch.cat(residuals))
+        residual = torch.cat(residuals)
+        self.residual_bank.fit(residual)
+        self.band_errors.fit(residual)
 
     def on_validation_start(self) -> None:
         """The residual bank of the current weights, for scores computed while training (``select_on_test``)."""
