@@ -1,8 +1,8 @@
 """GANomaly for log-mel spectrograms as pure PyTorch modules (no Lightning).
 
-Encoder E1 maps X to a latent feature map Z, the decoder reconstructs X~ from Z, encoder E2 (same
-architecture as E1) maps X~ to Z', and a discriminator tells X from X~. The anomaly score of a clip is
-the mean squared distance between Z and Z'.
+Encoder E1 maps X to a latent feature map Z (or, with ``latent_vector``, a vector), the decoder reconstructs X~
+from Z, encoder E2 (same architecture as E1) maps X~ to Z', and a discriminator tells X from X~. The anomaly score of
+a clip is the mean squared distance between Z and Z'.
 
 GANomaly: Akcay, Atapour-Abarghouei, Breckon, arXiv 1805.06725. For sound: Hassankhani, Dini, Drossos,
 DCASE 2021 Task 2 technical report. Sizes come from the config (see ``conf/model/``).
@@ -123,30 +123,69 @@ class Discriminator(nn.Module):
         return self.classifier(features.flatten(1)).squeeze(1), features
 
 
+class ToVector(nn.Module):
+    """A linear layer from a (C, h, w) feature map to a latent vector of ``size``, kept as (batch, size, 1, 1)."""
+
+    def __init__(self, map_shape: Sequence[int], size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(math.prod(map_shape), size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, C, h, w) -> (batch, size, 1, 1)."""
+        return self.linear(features.flatten(1))[:, :, None, None]
+
+
+class FromVector(nn.Module):
+    """A latent vector (batch, size, 1, 1) back to a (C, h, w) map: linear -> BatchNorm -> ReLU, as the original
+    GANomaly's first transposed convolution."""
+
+    def __init__(self, size: int, map_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.map_shape = tuple(map_shape)
+        self.linear = nn.Linear(size, math.prod(map_shape), bias=False)
+        self.norm = nn.BatchNorm2d(map_shape[0])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(batch, size, 1, 1) -> (batch, C, h, w)."""
+        return torch.relu(self.norm(self.linear(z.flatten(1)).view(-1, *self.map_shape)))
+
+
 class Generator(nn.Module):
-    """E1 -> decoder -> E2. Inputs are zero-padded so both sides divide by the total stride."""
+    """E1 -> decoder -> E2. Inputs are zero-padded so both sides divide by the total stride. With
+    ``latent_vector`` (a size), E1 and E2 end in a linear layer to a vector and the decoder starts from one (the
+    original GANomaly's bottleneck; it needs ``input_shape``, unpadded); without, Z is E1's feature map."""
 
     def __init__(
         self,
         encoder: dict,
         decoder: dict,
         kernel_size: int = 5,
+        latent_vector: int | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.encoder1 = Encoder(**encoder, kernel_size=kernel_size)
-        self.decoder = Decoder(self.encoder1.out_channels, **decoder, kernel_size=kernel_size)
-        self.encoder2 = Encoder(**encoder, kernel_size=kernel_size)
-        if self.decoder.total_stride != self.encoder1.total_stride:
+        encoder1 = Encoder(**encoder, kernel_size=kernel_size)
+        decoder_maps = Decoder(encoder1.out_channels, **decoder, kernel_size=kernel_size)
+        self.total_stride = encoder1.total_stride
+        if decoder_maps.total_stride != self.total_stride:
             raise ValueError(
-                f"decoder upsamples by {self.decoder.total_stride} but the encoder downsamples by "
-                f"{self.encoder1.total_stride}: the reconstruction would not match the input"
+                f"decoder upsamples by {decoder_maps.total_stride} but the encoder downsamples by "
+                f"{self.total_stride}: the reconstruction would not match the input"
             )
         if decoder["channels"][-1] != encoder.get("in_channels", 1):
             raise ValueError("the decoder's last channel count must equal the encoder's input channels")
+        self.encoder1, self.decoder, self.encoder2 = encoder1, decoder_maps, Encoder(**encoder, kernel_size=kernel_size)
+        if latent_vector is not None:
+            if input_shape is None or latent_vector < 1:
+                raise ValueError(f"latent_vector must be >= 1 and needs the input shape, not {latent_vector}")
+            map_shape = (encoder1.out_channels, *(math.ceil(size / self.total_stride) for size in input_shape))
+            self.encoder1 = nn.Sequential(self.encoder1, ToVector(map_shape, latent_vector))
+            self.encoder2 = nn.Sequential(self.encoder2, ToVector(map_shape, latent_vector))
+            self.decoder = nn.Sequential(FromVector(latent_vector, map_shape), self.decoder)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad height and width up to multiples of the total stride."""
-        stride = self.encoder1.total_stride
+        stride = self.total_stride
         pad_h, pad_w = (-x.shape[-2]) % stride, (-x.shape[-1]) % stride
         # traced for ONNX, the shape is a tensor: pad unconditionally (by zero, for a multiple) rather than branch on it
         if torch.jit.is_tracing() or pad_h or pad_w:
@@ -172,11 +211,12 @@ class GANomaly(nn.Module):
         decoder: dict,
         discriminator: dict,
         kernel_size: int = 5,
+        latent_vector: int | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.generator = Generator(dict(encoder), dict(decoder), kernel_size)
-        stride = self.generator.encoder1.total_stride
+        self.generator = Generator(dict(encoder), dict(decoder), kernel_size, latent_vector, self.input_shape)
+        stride = self.generator.total_stride
         padded = [math.ceil(size / stride) * stride for size in self.input_shape]
         self.discriminator = Discriminator(padded, kernel_size=kernel_size, **discriminator)
         self.apply(init_weights)
@@ -216,7 +256,8 @@ class GANomaly(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0."""
+    """DCGAN initialisation: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0 (linear layers keep
+    PyTorch's default)."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):

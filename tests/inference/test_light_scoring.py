@@ -17,6 +17,7 @@ from asd_ganomaly.inference.export import export_onnx
 from asd_ganomaly.inference.scoring import score_files
 from asd_ganomaly.models.base import AnomalyDetector, build_detector
 from asd_ganomaly.models.detector import Detector
+from asd_ganomaly.models.ganomaly import ToVector
 from asd_ganomaly.train import compose_config
 
 SHORT_CLIPS = ["data.features.seconds=2.0", "data.features.frames=56"]
@@ -28,11 +29,12 @@ PROBE = (
 )
 
 
-def trained_looking_checkpoint(model: str, path) -> AnomalyDetector:
-    """A ``model.ckpt`` as a run writes it, of an untrained ``model`` on 2 s clips with a fitted normalisation,
-    score memory, fusion and threshold (calibrated on random log-mel); returns the LightningModule."""
+def trained_looking_checkpoint(model: str, path, *overrides: str) -> AnomalyDetector:
+    """A ``model.ckpt`` as a run writes it, of an untrained ``model`` (config ``overrides`` on top) on 2 s clips
+    with a fitted normalisation, score memory, fusion and threshold (calibrated on random log-mel); returns the
+    LightningModule."""
     torch.manual_seed(0)
-    cfg = compose_config(f"model={model}", *SHORT_CLIPS, *OVERRIDES.get(model, []))
+    cfg = compose_config(f"model={model}", *SHORT_CLIPS, *OVERRIDES.get(model, []), *overrides)
     config = OmegaConf.to_container(cfg.model, resolve=True)
     module = build_detector(config).eval()
     features = torch.randn(12, 128, 56) * 10 - 40
@@ -94,9 +96,14 @@ def test_score_ckpt_imports_no_lightning_and_scores_as_the_lightning_module(mode
     assert DetectorScorer(pure).scores(waves, sections) == expected
 
 
-@pytest.mark.parametrize("include_features", [False, True])
-def test_score_onnx_imports_no_torch_and_scores_as_the_checkpoint(include_features, tmp_path):
-    trained_looking_checkpoint("ganomaly_small", tmp_path / "model.ckpt")
+@pytest.mark.parametrize(
+    ("include_features", "overrides"),
+    [(False, ()), (True, ()), pytest.param(True, ("model.net.latent_vector=32",), marks=pytest.mark.slow)],
+)
+def test_score_onnx_imports_no_torch_and_scores_as_the_checkpoint(include_features, overrides, tmp_path):
+    trained_looking_checkpoint("ganomaly_small", tmp_path / "model.ckpt", *overrides)
+    vectors = [m for m in load_detector(tmp_path / "model.ckpt").net.modules() if isinstance(m, ToVector)]
+    assert len(vectors) == (2 if overrides else 0)  # E1's and E2's linear bottleneck
     export_onnx(load_detector(tmp_path / "model.ckpt"), tmp_path / "m.onnx", include_features=include_features)
     paths = clips(tmp_path)
     rows, modules = score_in_fresh_process(tmp_path, "--onnx", tmp_path / "m.onnx", *paths)

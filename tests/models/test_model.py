@@ -58,6 +58,26 @@ def test_mismatched_strides_are_refused():
         )
 
 
+def test_a_latent_vector_is_the_only_path_from_the_input_to_the_reconstruction():
+    module = small_ganomaly("model.net.latent_vector=16")
+    net = module.net.eval()
+    x = torch.randn(3, 128, 64)
+    with torch.no_grad():
+        _, x_rec, z, z_prime = net(x)
+        assert z.shape == z_prime.shape == (3, 16, 1, 1)
+        assert torch.equal(net.generator.decoder(z), x_rec)  # the decoder sees the 16 numbers and nothing else
+        assert net.profiles(x)["latent"].shape == (3, 1)
+        assert torch.allclose(net.scores(x)["score"], (z - z_prime).pow(2).mean((1, 2, 3)))
+    with pytest.raises(ValueError, match="latent_vector must be >= 1"):
+        GANomaly(
+            [128, 64],
+            encoder={"channels": [4] * 4, "strides": [2] * 4},
+            decoder={"channels": [4, 4, 4, 1], "strides": [2] * 4},
+            discriminator={"channels": [4] * 5, "strides": [2] * 5},
+            latent_vector=0,
+        )
+
+
 def test_encoder_block_order_is_conv_leakyrelu_batchnorm():
     layers = list(Encoder([4, 8], [2, 1]).layers)
     assert [type(m).__name__ for m in layers[:3]] == ["Conv2d", "LeakyReLU", "BatchNorm2d"]
@@ -91,10 +111,11 @@ def test_authors_loss_is_mse_with_feature_matching():
     assert terms["loss"].item() == pytest.approx(50 + 4 + 9)
 
 
-def test_one_manual_step_changes_generator_and_discriminator():
+@pytest.mark.parametrize("overrides", [(), ("model.net.latent_vector=8",)])
+def test_one_manual_step_changes_generator_and_discriminator(overrides):
     import lightning as L
 
-    module = small_ganomaly()
+    module = small_ganomaly(*overrides)
     module.fit_normalizer(torch.randn(8, 128, 64))
     batches = TensorBatches((torch.randn(4, 128, 64),), batch_size=4)
     before_g = [p.detach().clone() for p in module.net.generator.parameters()]
