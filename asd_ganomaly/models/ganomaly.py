@@ -164,21 +164,21 @@ class Generator(nn.Module):
         input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        encoder1 = Encoder(**encoder, kernel_size=kernel_size)
-        decoder_maps = Decoder(encoder1.out_channels, **decoder, kernel_size=kernel_size)
-        self.total_stride = encoder1.total_stride
-        if decoder_maps.total_stride != self.total_stride:
+        self.encoder1 = Encoder(**encoder, kernel_size=kernel_size)
+        self.decoder = Decoder(self.encoder1.out_channels, **decoder, kernel_size=kernel_size)
+        self.encoder2 = Encoder(**encoder, kernel_size=kernel_size)
+        self.total_stride = self.encoder1.total_stride
+        if self.decoder.total_stride != self.total_stride:
             raise ValueError(
-                f"decoder upsamples by {decoder_maps.total_stride} but the encoder downsamples by "
+                f"decoder upsamples by {self.decoder.total_stride} but the encoder downsamples by "
                 f"{self.total_stride}: the reconstruction would not match the input"
             )
         if decoder["channels"][-1] != encoder.get("in_channels", 1):
             raise ValueError("the decoder's last channel count must equal the encoder's input channels")
-        self.encoder1, self.decoder, self.encoder2 = encoder1, decoder_maps, Encoder(**encoder, kernel_size=kernel_size)
         if latent_vector is not None:
             if input_shape is None or latent_vector < 1:
                 raise ValueError(f"latent_vector must be >= 1 and needs the input shape, not {latent_vector}")
-            map_shape = (encoder1.out_channels, *(math.ceil(size / self.total_stride) for size in input_shape))
+            map_shape = (self.encoder1.out_channels, *(math.ceil(size / self.total_stride) for size in input_shape))
             self.encoder1 = nn.Sequential(self.encoder1, ToVector(map_shape, latent_vector))
             self.encoder2 = nn.Sequential(self.encoder2, ToVector(map_shape, latent_vector))
             self.decoder = nn.Sequential(FromVector(latent_vector, map_shape), self.decoder)

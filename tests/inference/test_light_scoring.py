@@ -102,9 +102,10 @@ def test_score_ckpt_imports_no_lightning_and_scores_as_the_lightning_module(mode
 )
 def test_score_onnx_imports_no_torch_and_scores_as_the_checkpoint(include_features, overrides, tmp_path):
     trained_looking_checkpoint("ganomaly_small", tmp_path / "model.ckpt", *overrides)
-    vectors = [m for m in load_detector(tmp_path / "model.ckpt").net.modules() if isinstance(m, ToVector)]
+    detector = load_detector(tmp_path / "model.ckpt")
+    vectors = [m for m in detector.net.modules() if isinstance(m, ToVector)]
     assert len(vectors) == (2 if overrides else 0)  # E1's and E2's linear bottleneck
-    export_onnx(load_detector(tmp_path / "model.ckpt"), tmp_path / "m.onnx", include_features=include_features)
+    export_onnx(detector, tmp_path / "m.onnx", include_features=include_features)
     paths = clips(tmp_path)
     rows, modules = score_in_fresh_process(tmp_path, "--onnx", tmp_path / "m.onnx", *paths)
     assert modules == []
