@@ -2,7 +2,7 @@
 (docs/diagnosis.md, sections 16 and 17).
 
     python benchmarks/diag_curve.py curve --sections s0 --steps 1,50,100,150,200 [--recal] [--ema 0.95]
-        [--balance] [--band] [-- OVERRIDES]
+        [--balance] [--band] [--holdout K] [-- OVERRIDES]
 
 For each section, ``experiment=demo``'s model (plus overrides) trains once with ``diag_lib.train_gan``; at each
 step count of ``--steps`` the reconstruction score (mean |X - X~|) and the residual k-NN (1-NN distance of the
@@ -12,7 +12,9 @@ count: the official score and the harmonic mean of AUC and pAUC per domain, besi
 an exponential moving average of the generator's weights (the decay given), ``--balance`` draws as many
 target-domain clips as source ones in every epoch (the section's few target clips repeated), and ``--band`` adds
 the per-band standardised reconstruction error (section 17; the package's ``band_error`` score, section 18) and
-its variant pooled over each band's highest tenth of frames.
+its variant pooled over each band's highest tenth of frames. ``--holdout K`` trains on all but K source-domain
+training clips of each section (drawn with the seed) and prints their mean |X - X~| at each step count, the
+reconstruction loss an early stopping on held-out normals would watch (section 20).
 """
 
 from __future__ import annotations
@@ -102,6 +104,24 @@ class EMA:
             mine.copy_(theirs)
 
 
+@torch.no_grad()
+def held_out_loss(module, x: torch.Tensor) -> float:
+    """Mean |X - X~| of held-out training normals (the reconstruction loss, an early-stopping criterion that needs
+    no test label). Leaves ``module`` in training mode."""
+    module.eval()
+    loss = float(module.net.scores(module.normalizer(x))["score_rec"].mean())
+    module.train()
+    return loss
+
+
+def hold_out(d: dict, n_source: int, k: int, seed: int) -> dict:
+    """``d`` with ``k`` of its first ``n_source`` training clips (the source domain) moved to ``held_out``."""
+    picked = torch.randperm(n_source, generator=torch.Generator().manual_seed(seed))[:k]
+    keep = torch.ones(len(d["train"]), dtype=torch.bool)
+    keep[picked] = False
+    return d | {"train": d["train"][keep], "held_out": d["train"][~keep]}
+
+
 def domain_hmean(results: dict, domain: int) -> float:
     """Harmonic mean of every section's AUC and pAUC in one domain."""
     return harmonic_mean([x for pairs in results.values() for x in pairs[domain]])
@@ -126,6 +146,15 @@ def section_curve(module, d: dict, args, checkpoints: list[int], n_target: int) 
                 out[f"{step:4d} steps: {name}{suffix}"] = section_metrics(scores, d)
 
     order = balanced_order(n_target) if args.balance else None
+    if "held_out" in d:
+        checkpoints_loss = out.setdefault("held-out loss", {})
+
+        def on_step_with_loss(step: int, score=on_step) -> None:
+            score(step)
+            if step in checkpoints:
+                checkpoints_loss[step] = held_out_loss(module, d["held_out"])
+
+        on_step = on_step_with_loss
     train_gan(module, d["train"], checkpoints[-1], args.batch, seed, on_step=on_step, epoch_order=order)
     return out
 
@@ -137,20 +166,29 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.0, help="also score an EMA of the weights (decay)")
     parser.add_argument("--balance", action="store_true", help="as many target draws as source ones per epoch")
     parser.add_argument("--band", action="store_true", help="also the per-band standardised reconstruction error")
+    parser.add_argument("--holdout", type=int, default=0, help="hold out this many source training clips")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     data = quiet_experiment_data(args)
     checkpoints = [int(s) for s in args.steps.split(",")]
     per: dict[str, dict] = {"floor": {}}
+    losses: dict[int, list[float]] = {}
     for key in selected_sections(data, args.sections):
         d = data[key]
+        train = [c for c in list_clips(args.data, *key, "train") if c.label != "anomaly"]
+        n_target = sum(c.domain == "target" for c in train)
+        if args.holdout:
+            d = hold_out(d, len(train) - n_target, args.holdout, int(args.seeds.split(",")[0]))
         per["floor"][key] = section_metrics(floor_scores(d), d)
         torch.manual_seed(int(args.seeds.split(",")[0]))
         module, _ = build("experiment=demo", *args.overrides)
-        train = [c for c in list_clips(args.data, *key, "train") if c.label != "anomaly"]
-        n_target = sum(c.domain == "target" for c in train)
-        for name, metrics in section_curve(module, d, args, checkpoints, n_target).items():
+        curve = section_curve(module, d, args, checkpoints, n_target)
+        for step, loss in curve.pop("held-out loss", {}).items():
+            losses.setdefault(step, []).append(loss)
+        for name, metrics in curve.items():
             per.setdefault(name, {})[key] = metrics
+    for step, values in sorted(losses.items()):
+        print(f"{step:4d} steps: held-out training normals' mean |X - X~| {sum(values) / len(values):.4f}")
     for name, results in sorted(per.items()):
         official, source, target = summary(results)["official"], domain_hmean(results, 0), domain_hmean(results, 1)
         print(f"{name:44s} official={official:.3f} source={source:.3f} target={target:.3f}")
