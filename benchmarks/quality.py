@@ -33,6 +33,7 @@ and one seed.
 
     python benchmarks/quality.py --quick          # a few minutes on 2 CPU cores
     python benchmarks/quality.py --jobs 2         # 2 sections x 3 seeds, two processes at a time
+    python benchmarks/quality.py --models ganomaly_demo --override model.loss.w_adv=10   # one setting of a sweep
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,11 +135,18 @@ def one_step_overrides(label: str, mode: dict) -> list[str]:
 
 
 def train_command(
-    label: str, seed: int, mode: dict, machines: list[str], data: Path, out: Path, one_step: bool = False
+    label: str,
+    seed: int,
+    mode: dict,
+    machines: list[str],
+    data: Path,
+    out: Path,
+    one_step: bool = False,
+    overrides: Sequence[str] = (),
 ) -> list[str]:
     """One asd-train multirun: one model and seed over every machine type and section, one run at a time (``--jobs``
     runs multiruns side by side, so the demo's parallel launcher is replaced by the basic one); with ``one_step``
-    the model's one-step self, named ``<label>_onestep``."""
+    the model's one-step self, named ``<label>_onestep``; ``overrides`` (Hydra's syntax) come last."""
     per_type = label in PER_MACHINE_TYPE
     model = per_machine_type_overrides(label, mode) if per_type else model_overrides(label)
     if one_step:
@@ -160,15 +169,22 @@ def train_command(
     ]
     if mode["frames"]:
         command += [f"data.features.seconds={mode['seconds']}", f"data.features.frames={mode['frames']}"]
-    return command
+    return [*command, *overrides]
 
 
 def commands_for(
-    models: list[str], mode: dict, machines: list[str], data: Path, out: Path, one_step: bool = True
+    models: list[str],
+    mode: dict,
+    machines: list[str],
+    data: Path,
+    out: Path,
+    one_step: bool = True,
+    overrides: Sequence[str] = (),
 ) -> list[list[str]]:
-    """Every model's multirun per seed, followed (``one_step``) by its one-step self's when it trains."""
+    """Every model's multirun per seed, followed (``one_step``) by its one-step self's when it trains; ``overrides``
+    are added to every one."""
     return [
-        train_command(m, s, mode, machines, data, out, one_step=o)
+        train_command(m, s, mode, machines, data, out, one_step=o, overrides=overrides)
         for s in mode["seeds"]
         for m in models
         for o in ((False, True) if one_step and trains(m) else (False,))
@@ -384,6 +400,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--machines", nargs="+", default=list(MACHINE_TYPES))
     parser.add_argument("--no-one-step", action="store_true", help="skip the one-step runs (no learned gain)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override added to every asd-train run (repeatable), e.g. model.loss.w_adv=10",
+    )
     args = parser.parse_args(argv)
     mode, suffix = (QUICK, "-quick") if args.quick else (FULL, "")
     if (widened := sections_for(args.models, mode)) is not mode:
@@ -393,7 +416,9 @@ def main(argv: list[str] | None = None) -> None:
     data = Path(args.data or f"data/quality{suffix}").resolve()
     started = time.perf_counter()
     synthesize(data, mode, args.machines)
-    commands = commands_for(args.models, mode, args.machines, data, out, one_step=not args.no_one_step)
+    commands = commands_for(
+        args.models, mode, args.machines, data, out, one_step=not args.no_one_step, overrides=args.override
+    )
     run_all(commands, args.jobs, out / "logs")
     summary = summarise(collect(out))
     header = [

@@ -70,6 +70,19 @@ def test_mobilenet_trains_per_machine_type_on_the_benchmarks_sections(tmp_path):
     assert list(cfg.model.sections) == [0, 1] and build_detector(cfg.model).net.n_sections == 2
 
 
+def test_overrides_reach_every_run_trained_and_one_step(tmp_path):
+    extra = ["model.loss.adv=feature_mse", "model.loss.w_adv=10"]
+    commands = quality.commands_for(
+        ["ganomaly_demo"], quality.QUICK, ["fan"], tmp_path / "data", tmp_path / "out", overrides=extra
+    )
+    assert len(commands) == 2, "the trained run and its one-step self"
+    for command in commands:
+        model = compose_config(*command[command.index("asd_ganomaly.train") + 1 :]).model
+        assert model.loss.adv == "feature_mse" and model.loss.w_adv == 10
+    plain = quality.train_command("ganomaly_demo", 0, quality.QUICK, ["fan"], tmp_path / "data", tmp_path / "out")
+    assert compose_config(*plain[plain.index("asd_ganomaly.train") + 1 :]).model.loss.w_adv == 1
+
+
 def test_a_per_machine_type_run_is_summarised_per_section():
     sections = {
         s: {d: {"auc": a, "pauc": a / 2} for d, a in zip(("source", "target"), aucs, strict=True)}
