@@ -10,6 +10,8 @@ unfinished and the time taken.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -72,15 +74,31 @@ def tally_line(tally: Counter, seconds: float) -> str:
     return f"sweep: {sum(tally.values())} runs: {counts} in {took}"
 
 
+def file_system_time(folder: Path) -> float:
+    """The time by ``folder``'s file system clock (the modification time of a file written there now): the clock
+    of the timestamps :func:`sweep_tally` compares, coarser than ``time.time()`` and, on a network file system,
+    the server's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".now-")
+    try:
+        return os.fstat(handle).st_mtime
+    finally:
+        os.close(handle)
+        os.unlink(name)
+
+
 class SweepConsole(Callback):
     """Hands the swept keys to the jobs at the start of a multirun and prints the tally at its end."""
 
     def __init__(self) -> None:
         self.started: float | None = None
+        self.since: float | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Append ``sweep_keys=[...]`` to the sweep's overrides (every job is composed from them)."""
+        """Append ``sweep_keys=[...]`` to the sweep's overrides (every job is composed from them); note the start
+        by the sweep folder's clock, so that the tally counts no run of a sweep that ended just before."""
         self.started = time.time()
+        self.since = file_system_time(Path(config.hydra.sweep.dir))
         task = [str(o) for o in config.hydra.overrides.task if override_key(str(o)) != SWEEP_KEYS]
         params = config.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else {}
@@ -91,7 +109,7 @@ class SweepConsole(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """One line: how many runs were done, skipped, failed (and left unfinished), and the time taken."""
-        if self.started is None:
+        if self.started is None or self.since is None:
             return
         seconds = time.time() - self.started
-        print(tally_line(sweep_tally(Path(config.hydra.sweep.dir), self.started - 1), seconds), flush=True)
+        print(tally_line(sweep_tally(Path(config.hydra.sweep.dir), self.since), seconds), flush=True)

@@ -5,7 +5,7 @@ import time
 from collections import Counter
 
 from asd_ganomaly.runs.identity import display_value, label_parts, run_label, short_keys, varied_overrides
-from asd_ganomaly.runs.sweep import sweep_keys_override, sweep_tally, swept_keys, tally_line
+from asd_ganomaly.runs.sweep import file_system_time, sweep_keys_override, sweep_tally, swept_keys, tally_line
 
 SHARED = ["trainer=cpu", "trainer.max_epochs=2", "data.batch_size=8", "data.features.seconds=2.0"]
 
@@ -95,3 +95,22 @@ def test_the_tally_counts_this_sweeps_runs_by_how_they_ended(tmp_path):
     tally = sweep_tally(tmp_path, started - 1)
     assert tally == Counter(done=1, skipped=1, failed=1, unfinished=1)
     assert tally_line(tally, 125) == "sweep: 4 runs: 1 done, 1 skipped, 1 failed, 1 unfinished in 2 min 5 s"
+
+
+def test_a_sweep_counts_from_its_start_by_the_file_systems_clock_not_runs_that_ended_just_before(tmp_path):
+    """Two sweeps into one folder, the second started half a second after the first one's last run: the second's
+    tally counts its own run only (one second of slack on time.time() counted the first sweep's run too)."""
+    old = tmp_path / "old" / ".hydra" / "overrides.yaml"
+    old.parent.mkdir(parents=True)
+    old.write_text("[]")
+    (tmp_path / "old" / "metrics.json").write_text('{"status": "completed"}')
+    half_a_second_ago = time.time() - 0.5
+    for path in (old, tmp_path / "old" / "metrics.json"):
+        os.utime(path, (half_a_second_ago, half_a_second_ago))
+    since = file_system_time(tmp_path)
+    assert abs(since - time.time()) < 60 and not [p.name for p in tmp_path.iterdir() if p.name != "old"]
+    new = tmp_path / "new" / ".hydra" / "overrides.yaml"
+    new.parent.mkdir(parents=True)
+    new.write_text("[]")
+    (tmp_path / "new" / "metrics.json").write_text('{"status": "completed"}')
+    assert sweep_tally(tmp_path, since) == Counter(done=1)
