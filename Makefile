@@ -59,11 +59,13 @@ challenge: $(STAMP) $(CHALLENGE_DIR)/.complete  ## a synthetic evaluation set en
 	$(BIN)/asd-ganomaly submit outputs/eval_all --out submission/
 	$(BIN)/asd-ganomaly evaluate submission/ --ground-truth $(CHALLENGE_DIR)/ground_truth --out submission/results.csv
 
-test: $(STAMP)  ## run the whole test suite (what CI runs)
-	$(BIN)/pytest -q
+PYTEST_PARALLEL := -n auto --dist loadgroup
+
+test: $(STAMP)  ## run the whole test suite on every core (what CI runs)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 test-fast: $(STAMP)  ## the tests that train nothing through the CLI and compile nothing (under a minute)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

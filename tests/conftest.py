@@ -1,14 +1,18 @@
-"""Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, a synthetic
-dataset, the argument builders of the CLI (train_args, cli_args) and run_cli, run-folder lookup, CSV reading, WAV
-writing."""
+"""Shared fixtures and helpers: the real DCASE 2020 clips in ../shared/realdata, W&B kept offline, the session's
+shared folders (a synthetic dataset, a finished GANomaly run, a sweep: built once, read by many tests, see
+``shared_folders.py``), the argument builders of the CLI (train_args, cli_args), run_cli (in this interpreter) and
+run_process (a new one, see ``runner.py``), run-folder lookup, CSV reading, WAV writing."""
 
 import csv
+import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from runner import CLI, TRAIN, run_cli, run_process  # noqa: F401 (the tests import them from here)
+from shared_folders import built_once, changed_files, session_folder, writable_copy  # noqa: F401
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 SR = 16000
@@ -53,11 +57,6 @@ def real_machine_layout(
         os.symlink(wav, machine / "test" / f"anomaly_id_00_{i:08d}.wav")
     return normals[train + test_normals :]
 
-
-TRAIN = "asd_ganomaly.train"
-"""The training app's module, run as ``python -m`` by :func:`run_cli`."""
-CLI = "asd_ganomaly.cli"
-"""The ``asd-ganomaly`` command's module (synth, report, score, export...)."""
 
 SMALL_RUN = [
     "model=ganomaly_small",
@@ -130,12 +129,50 @@ def cli_args(command: str, *args: object) -> list[str]:
     return [CLI, command, *map(str, args)]
 
 
+class SharedFolders:
+    """The folders this session builds once and shares between its tests and workers (:mod:`shared`); at the
+    worker's end, a failure names any file a test changed in one of them."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.used = folder, set()
+
+    def get(self, name: str, build) -> Path:
+        """``name``'s folder, ``build(folder)`` making it the first time this session asks."""
+        self.used.add(name)
+        return built_once(self.folder, name, build)
+
+    def changed(self) -> dict[str, list[str]]:
+        return {name: files for name in sorted(self.used) if (files := changed_files(self.folder, name))}
+
+
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    """A small synthetic dataset: fan and valve, section 0, 2 s clips, clearly audible anomalies (severity 8)."""
+def shared(tmp_path_factory) -> SharedFolders:
+    """The session's shared folders, checked unchanged at the end."""
+    folders = SharedFolders(session_folder(tmp_path_factory.getbasetemp()))
+    yield folders
+    changed = folders.changed()
+    assert not changed, f"tests changed shared folders (copy them with writable_copy): {changed}"
+
+
+def keep_result(result, folder: Path) -> None:
+    """Store a command's exit status and output beside what it built (see :func:`kept_result`)."""
+    record = {"args": result.args, "returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+def kept_result(folder: Path):
+    """The command result :func:`keep_result` stored in ``folder``."""
+    import subprocess
+
+    record = json.loads((folder / "result.json").read_text())
+    return subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"], record["stderr"])
+
+
+def write_small_synthetic_set(root: Path) -> None:
+    """Fan and valve, section 0: 96 + 3 training clips and 10 test clips per label and domain, 2 s, clearly audible
+    anomalies (severity 8)."""
     from asd_ganomaly.data.synth import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("synthetic")
     write_synthetic_dataset(
         root,
         machine_types=["fan", "valve"],
@@ -148,32 +185,44 @@ def synthetic_root(tmp_path_factory) -> Path:
         seed=0,
         progress=False,
     )
-    return root
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, check: bool = True, env: dict | None = None):
-    """Run a console entry point of the package in a subprocess, the way a user does."""
-    import os
-    import subprocess
-    import sys
-
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(synthetic_root, tmp_path_factory):
-    """A real Hydra multirun: fan and valve complete, the unknown machine type 'drill' fails."""
-    work = tmp_path_factory.mktemp("sweep")
-    overrides = ["experiment=dev_all", "data.machine_type=fan,valve,drill", "data.section=0", "trainer.max_epochs=2"]
-    args = train_args(synthetic_root, work, *overrides, "logger=csv")
-    result = run_cli(args, cwd=work)
-    return work / "logs" / "dev_all", result
+def synthetic_root(shared) -> Path:
+    """The session's small synthetic dataset (:func:`write_small_synthetic_set`), shared: read only."""
+    return shared.get("synthetic", write_small_synthetic_set)
+
+
+@pytest.fixture(scope="session")
+def ganomaly_run(shared, synthetic_root) -> Path:
+    """A finished run folder of ganomaly_small on fan section 0 (25 epochs, W&B offline with the model artifact,
+    CSV, plots), shared: read only. Its log folder (``run.parents[3]``) holds this run alone; ``run.parents[4]``
+    holds the command's result (:func:`kept_result`)."""
+
+    def build(work: Path) -> None:
+        env = {"WANDB_DATA_DIR": str(work / "wandb-data")}  # artifact staging: not in the home folder
+        overrides = ["trainer.max_epochs=25", "logger=wandb", "logger.wandb.log_model=true"]
+        keep_result(run_cli(train_args(synthetic_root, work, *overrides), cwd=work, env=env), work)
+
+    return find_run(shared.get("ganomaly_run", build) / "logs")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(shared, synthetic_root):
+    """A real Hydra multirun, shared (read only): fan and valve complete, the unknown machine type 'drill' fails.
+    Returns the sweep folder and the command's result."""
+
+    def build(work: Path) -> None:
+        overrides = [
+            "experiment=dev_all",
+            "data.machine_type=fan,valve,drill",
+            "data.section=0",
+            "trainer.max_epochs=2",
+        ]
+        keep_result(run_cli(train_args(synthetic_root, work, *overrides, "logger=csv"), cwd=work), work)
+
+    work = shared.get("tiny_sweep", build)
+    return work / "logs" / "dev_all", kept_result(work)
 
 
 def find_run(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
@@ -254,3 +303,25 @@ LOCK_HOLDER = textwrap.dedent(
     """
 )
 """A Python program that holds the run folder lock of ``argv[1]`` until it is killed (prints ``locked``)."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``alone`` share one pytest-xdist group: ``--dist loadgroup`` runs them in one worker, in turn
+    (the Slurm tests share the session's cluster; the signal tests start processes of their own)."""
+    for item in items:
+        if item.get_closest_marker("alone"):
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker's torch (and the processes its tests start) gets its share of the cores:
+    two workers of two threads each on two cores would spend their time waiting for each other."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)

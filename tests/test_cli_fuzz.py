@@ -7,7 +7,7 @@ import shutil
 import pytest
 from conftest import CLI, CSV_ONLY, read_csv, run_cli, train_args
 
-pytestmark = pytest.mark.slow  # every test here runs the real CLI in a subprocess
+pytestmark = pytest.mark.slow  # every test here runs the real CLI
 
 
 def assert_refused(result, *phrases):
@@ -82,11 +82,10 @@ def test_a_test_domain_without_anomalies_is_refused_before_training(synthetic_ro
     assert_no_run_left(tmp_path / "w")
 
 
-@pytest.fixture(scope="module")
-def model_ckpt(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("fuzz_model")
-    run_cli(train_args(synthetic_root, work, *CSV_ONLY, "trainer.max_epochs=1"), work)
-    return next((work / "logs").rglob("model.ckpt"))
+@pytest.fixture
+def model_ckpt(ganomaly_run):
+    """The shared run's model (read only)."""
+    return ganomaly_run / "model.ckpt"
 
 
 def score(ckpt, *inputs, out, cwd):

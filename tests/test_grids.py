@@ -45,14 +45,20 @@ def test_an_unknown_scope_is_refused_by_the_grid_and_the_run_checks():
             validate_config(cfg)
 
 
-@pytest.fixture(scope="module")
-def sweeps(tmp_path_factory):
+@pytest.fixture(scope="session")
+def sweeps(shared):
     """fan and valve, sections 0, 1, 2; two sweep folders of real multiruns, one epoch each:
     A: experiment=dev_all with MobileNetV2 (fan and valve); B: experiment=dev_all with the AE baseline on fan,
-    per section (its default) and per machine type (model.scope=machine_type), and GANomaly on fan section 0."""
+    per section (its default) and per machine type (model.scope=machine_type), and GANomaly on fan section 0.
+    Shared (read only); returns the work folder and each sweep's console."""
+    work = shared.get("grid_sweeps", build_grid_sweeps)
+    return work, json.loads((work / "outputs.json").read_text())
+
+
+def build_grid_sweeps(work):
+    """The sweeps of :func:`sweeps`, their console output in ``outputs.json``."""
     from asd_ganomaly.data.synth import write_synthetic_dataset
 
-    work = tmp_path_factory.mktemp("grids")
     root = write_synthetic_dataset(
         work / "data",
         ["fan", "valve"],
@@ -75,7 +81,7 @@ def sweeps(tmp_path_factory):
     for name, (folder, overrides) in runs.items():
         result = run_cli([*common, f"paths.log_dir={work / folder}", *overrides, *SMALL], cwd=work)
         outputs[name] = result.stdout + result.stderr
-    return work, outputs
+    (work / "outputs.json").write_text(json.dumps(outputs))
 
 
 def run_folders(log_dir, model):
@@ -104,13 +110,14 @@ def test_dev_all_runs_a_per_machine_type_model_once_per_machine_type(sweeps):
 
 
 @pytest.mark.slow
-def test_report_over_two_sweep_folders_sets_the_models_side_by_side(sweeps):
+def test_report_over_two_sweep_folders_sets_the_models_side_by_side(sweeps, tmp_path):
     work, _ = sweeps
-    refused = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B")], work, check=False)
+    refused = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B")], tmp_path, check=False)
     assert refused.returncode == 2 and "give --out" in refused.stderr
-    result = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B"), "--out", str(work / "R")], work)
+    out = tmp_path / "R"
+    result = run_cli(["asd_ganomaly.cli", "report", str(work / "A"), str(work / "B"), "--out", str(out)], tmp_path)
     assert "Side by side" in result.stdout
-    rows = [r for r in read_csv(work / "R" / "results.csv") if r["status"] == "completed"]
+    rows = [r for r in read_csv(out / "results.csv") if r["status"] == "completed"]
     settings = {
         "mobilenetv2_baseline per machine type",
         "ae_baseline",
@@ -119,7 +126,7 @@ def test_report_over_two_sweep_folders_sets_the_models_side_by_side(sweeps):
     }
     assert {r["setting"] for r in rows} == settings
     assert len(rows) == 12 + 6 + 6 + 2  # MobileNetV2: 2 machines x 3 sections x 2 domains; AE twice; GANomaly
-    markdown = (work / "R" / "results.md").read_text()
+    markdown = (out / "results.md").read_text()
     table = markdown.split("## Side by side")[1].split("\n## ")[0]
     header = next(line for line in table.splitlines() if line.startswith("| machine |"))
     columns = [c.strip() for c in header.strip("|").split("|")]

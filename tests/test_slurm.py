@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli_args, find_run, read_csv, run_cli, train_args
+import training_probes
+from conftest import cli_args, find_run, read_csv, run_cli, run_process, train_args
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 SCRIPTS = Path(__file__).resolve().parent / "slurm"
-EPOCHS = 10  # long enough that a requeue sent after the first epoch lands mid-run
+EPOCHS = 3  # the requeue lands in epoch 1: the job waits there for it (training_probes.PauseAtBatch)
 REQUEUE_JOB = "asd-requeue"
 
 
@@ -79,10 +80,12 @@ def launcher_overrides(cluster: Cluster, job_name: str = "asd-sweep") -> list[st
     return ["hydra/launcher=submitit_local", *common]
 
 
-def sweep_args(cluster: Cluster, root: Path, log_dir: Path, machines: str, job_name: str = "asd-sweep") -> list[str]:
+def sweep_args(
+    cluster: Cluster, root: Path, log_dir: Path, machines: str, *extra: str, job_name: str = "asd-sweep"
+) -> list[str]:
     """``asd-train -m experiment=demo hydra/launcher=slurm ...`` on the synthetic data, small runs."""
     overrides = ["experiment=demo", *launcher_overrides(cluster, job_name), f"data.machine_type={machines}"]
-    overrides += ["data.section=0", f"trainer.max_epochs={EPOCHS}", "logger=csv"]
+    overrides += ["data.section=0", f"trainer.max_epochs={EPOCHS}", "logger=csv", *extra]
     return train_args(root, log_dir.parent, *overrides, log_dir=log_dir, multirun=True)
 
 
@@ -92,7 +95,7 @@ def slurm_sweep(slurm_cluster, synthetic_root, tmp_path_factory):
     log folder."""
     work = tmp_path_factory.mktemp("slurm_sweep")
     log_dir = work / "logs"
-    run_cli(sweep_args(slurm_cluster, synthetic_root, log_dir, "fan,valve"), work, 900, env=slurm_cluster.env)
+    run_process(sweep_args(slurm_cluster, synthetic_root, log_dir, "fan,valve"), work, 900, env=slurm_cluster.env)
     return log_dir
 
 
@@ -124,10 +127,10 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str) ->
         time.sleep(0.2)
 
 
-def requeue_mid_run(log_dir: Path, env: dict[str, str], process: subprocess.Popen) -> None:
-    """Once the first epoch's checkpoint is written, ``scontrol requeue`` the job: Slurm sends SIGTERM and queues
+def requeue_mid_run(paused: Path, env: dict[str, str], process: subprocess.Popen) -> None:
+    """Once the job waits mid-epoch (``paused`` is written), ``scontrol requeue`` it: Slurm sends SIGTERM and queues
     it again."""
-    wait_for(lambda: list(log_dir.rglob("last.ckpt")), 600, process, "first epoch checkpoint")
+    wait_for(paused.exists, 600, process, "job waiting mid-epoch")
     squeue = ["squeue", "-h", "-n", REQUEUE_JOB, "-t", "RUNNING", "-o", "%i"]
     job = subprocess.run(squeue, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert len(job) == 1, f"one running job named {REQUEUE_JOB}: {job}"
@@ -139,13 +142,15 @@ def test_requeued_job_resumes_from_last_ckpt_and_ends_like_an_uninterrupted_run(
 ):
     if slurm_cluster.launcher != "slurm":
         pytest.skip(f"needs Slurm for scontrol requeue: {slurm_cluster.reason}")
-    log_dir = tmp_path / "logs"
-    args = sweep_args(slurm_cluster, synthetic_root, log_dir, "fan", job_name=REQUEUE_JOB)
+    log_dir, paused = tmp_path / "logs", tmp_path / "paused"
+    pause = training_probes.pause_overrides(paused, epoch=1, batch=5)
+    args = sweep_args(slurm_cluster, synthetic_root, log_dir, "fan", *pause, job_name=REQUEUE_JOB)
     env = {**slurm_cluster.env, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).parent)  # the job imports training_probes
     with (tmp_path / "sweep.log").open("w") as output:
         process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=output, stderr=output)
         try:
-            requeue_mid_run(log_dir, env, process)
+            requeue_mid_run(paused, env, process)
             assert process.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()[-4000:]
         finally:
             process.kill()

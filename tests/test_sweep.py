@@ -4,7 +4,18 @@ import json
 import re
 
 import pytest
-from conftest import CSV_ONLY, cli_args, read_csv, read_wandb_run, run_cli, train_args
+from conftest import (
+    CSV_ONLY,
+    cli_args,
+    keep_result,
+    kept_result,
+    read_csv,
+    read_wandb_run,
+    run_cli,
+    run_process,
+    train_args,
+    writable_copy,
+)
 from scipy import stats
 
 from asd_ganomaly.results.report import collect_runs, summarise, write_report
@@ -50,11 +61,11 @@ def test_report_csv_markdown_and_scores(sweep, tmp_path):
 
 
 @pytest.mark.slow
-def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root):
-    sweep_dir, _ = sweep
+def test_rerunning_the_sweep_skips_finished_runs(sweep, synthetic_root, tmp_path):
+    work = tmp_path
+    sweep_dir = writable_copy(sweep[0], work / "logs" / "dev_all")
     before = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("metrics.json")}
     assert before, f"no metrics.json below {sweep_dir}: nothing to check is left as it was"
-    work = sweep_dir.parent.parent
     overrides = ["experiment=dev_all", "data.machine_type=fan,valve", "data.section=0", "trainer.max_epochs=2"]
     args = train_args(synthetic_root, work, *overrides, *CSV_ONLY)
     again = run_cli(args, cwd=work)
@@ -111,7 +122,7 @@ def test_parallel_launcher_runs_jobs_in_separate_processes(synthetic_root, tmp_p
         "hydra/launcher=parallel",
         "hydra.launcher.n_jobs=2",
     )
-    run_cli(args, cwd=tmp_path)
+    run_process(args, cwd=tmp_path)  # the launcher's own processes: from a new interpreter, as a user starts it
     done = {json.loads(p.read_text())["machine_type"] for p in (tmp_path / "logs").rglob("metrics.json")}
     assert done == {"fan", "valve"}
 
@@ -146,12 +157,17 @@ LOSS_WEIGHT_SWEEP = ["data.machine_type=fan,valve", "data.section=0", "trainer.m
 """Two machines and two settings of a loss weight, with the small run's ~10 shared overrides beside them."""
 
 
-@pytest.fixture(scope="module")
-def loss_weight_sweep(synthetic_root, tmp_path_factory):
-    """A real multirun with W&B offline: fan and valve, w_rec 1 and 50 (4 runs)."""
-    work = tmp_path_factory.mktemp("loss_weights")
-    result = run_cli(train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, "plots=false", multirun=True), cwd=work)
-    return work, result
+@pytest.fixture(scope="session")
+def loss_weight_sweep(shared, synthetic_root):
+    """A real multirun with W&B offline, shared (read only): fan and valve, w_rec 1 and 50 (4 runs). Returns its
+    work folder (the sweep below ``logs``) and the command's result."""
+
+    def build(work):
+        args = train_args(synthetic_root, work, *LOSS_WEIGHT_SWEEP, "plots=false", multirun=True)
+        keep_result(run_cli(args, cwd=work), work)
+
+    work = shared.get("loss_weight_sweep", build)
+    return work, kept_result(work)
 
 
 @pytest.mark.slow
@@ -171,8 +187,12 @@ def test_a_sweep_names_its_settings_by_the_swept_key_only(loss_weight_sweep):
 
 
 @pytest.mark.slow
-def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(loss_weight_sweep, synthetic_root):
-    work, result = loss_weight_sweep
+def test_a_sweeps_console_has_one_line_per_run_naming_its_setting_and_a_tally(
+    loss_weight_sweep, synthetic_root, tmp_path
+):
+    shared_work, result = loss_weight_sweep
+    work = tmp_path
+    writable_copy(shared_work / "logs", work / "logs")  # the same sweep is run again there
     lines = result.stdout.splitlines()
     runs = [line for line in lines if "ganomaly_small w_rec-" in line]
     assert len(runs) == 4, result.stdout

@@ -1,17 +1,28 @@
 """The training app end to end on synthetic data (``asd_ganomaly/train.py`` through its CLI): metrics, resume
-equivalence, W&B offline files, failures, a full disk, an unreachable W&B, determinism, SIGTERM and resume."""
+equivalence, W&B offline files, failures, a full disk, an unreachable W&B, determinism, SIGTERM and resume.
+
+The finished run the first tests read is the session's shared ``ganomaly_run``; the tests whose subject is the
+training itself train their own runs, one or two epochs."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CSV_ONLY, cli_args, find_run, read_csv, read_wandb_run, run_cli, train_args
+import training_probes
+from conftest import (
+    CSV_ONLY,
+    cli_args,
+    find_run,
+    kept_result,
+    read_csv,
+    read_wandb_run,
+    run_cli,
+    run_process,
+    train_args,
+    writable_copy,
+)
 
 from asd_ganomaly.data.dcase import ALL_SECTIONS
 
@@ -27,14 +38,10 @@ def run_dir(log_dir: Path, machine: str = "fan", section: int = 0) -> Path:
     return find_run(log_dir, machine, section)
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_root, tmp_path_factory) -> Path:
-    log_dir = tmp_path_factory.mktemp("train") / "logs"
-    wandb_data = {"WANDB_DATA_DIR": str(log_dir.parent / "wandb-data")}  # artifact staging: not in the home folder
-    train(
-        synthetic_root, log_dir, "trainer.max_epochs=25", "logger=wandb", "logger.wandb.log_model=true", env=wandb_data
-    )
-    return run_dir(log_dir)
+@pytest.fixture
+def trained(ganomaly_run) -> Path:
+    """The shared run: 25 epochs, W&B offline with the model artifact (read only)."""
+    return ganomaly_run
 
 
 def test_run_writes_metrics_scores_checkpoint_and_detects_clear_anomalies(trained):
@@ -127,24 +134,32 @@ def test_a_folder_of_another_config_is_refused_with_the_differing_keys(synthetic
 
 
 def test_more_epochs_is_a_new_run_not_a_continuation_of_a_shorter_one(synthetic_root, tmp_path):
-    """Epochs change the result, so they are part of a run's identity: 4 epochs after a finished 2-epoch run
+    """Epochs change the result, so they are part of a run's identity: 2 epochs after a finished 1-epoch run
     train from scratch in their own folder (resuming an interrupted run: the SIGTERM test below)."""
     common = CSV_ONLY
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=2", *common)
-    longer = train(synthetic_root, log_dir, "trainer.max_epochs=4", *common)
+    train(synthetic_root, log_dir, "trainer.max_epochs=1", *common)
+    longer = train(synthetic_root, log_dir, "trainer.max_epochs=2", *common)
     assert "resuming from" not in longer.stdout + longer.stderr and "skipping" not in longer.stdout + longer.stderr
     epochs = sorted(json.loads(p.read_text())["config"]["trainer"]["max_epochs"] for p in log_dir.rglob("metrics.json"))
-    assert epochs == [2, 4]
+    assert epochs == [1, 2]
 
 
-def test_finished_run_is_skipped(synthetic_root, tmp_path):
-    log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
-    before = (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns
-    again = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
+def test_finished_run_is_skipped(ganomaly_run, synthetic_root, tmp_path):
+    """The shared run's command again, on a copy of its log folder (another logger: no part of the identity)."""
+    log_dir = writable_copy(ganomaly_run.parents[3], tmp_path / "logs")
+    before = results_files(log_dir)
+    again = train(synthetic_root, log_dir, "trainer.max_epochs=25", *CSV_ONLY)
     assert "skipping" in again.stdout + again.stderr
-    assert (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns == before
+    assert (run_dir(log_dir) / "metrics.json").stat().st_mtime_ns == before[run_dir(log_dir) / "metrics.json"]
+    assert results_files(log_dir) == before, "a skipped run changes none of its results"
+
+
+def results_files(log_dir: Path) -> dict[Path, int]:
+    """Modification times of the files below ``log_dir`` but the log, the lock and Hydra's record of each command."""
+    kept = [p for p in log_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts]
+    files = [p for p in kept if p.name not in ("train.log", ".lock")]
+    return {p: p.stat().st_mtime_ns for p in files}
 
 
 def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synthetic_root, tmp_path):
@@ -159,7 +174,7 @@ def test_a_user_error_in_a_single_run_is_one_line_and_leaves_no_run_folder(synth
 
 def test_select_on_test_is_explicit_and_marked(synthetic_root, tmp_path):
     log_dir = tmp_path / "logs"
-    train(synthetic_root, log_dir, "trainer.max_epochs=3", "select_on_test=true", *CSV_ONLY)
+    train(synthetic_root, log_dir, "trainer.max_epochs=2", "select_on_test=true", *CSV_ONLY)
     run = run_dir(log_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selected_on_test"] is True
@@ -184,10 +199,11 @@ def test_full_disk_fails_the_run_at_once(synthetic_root, tmp_path):
 
 @pytest.mark.slow
 def test_wandb_unreachable_with_a_bad_key_never_fails_the_run(synthetic_root, tmp_path):
+    """A new interpreter: W&B reads its mode, key and address once per process."""
     log_dir = tmp_path / "logs"
     env = {"WANDB_MODE": "", "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
     args = train_args(synthetic_root, tmp_path, "trainer.max_epochs=1", "plots=false", "logger.wandb.init_timeout=5")
-    result = run_cli(args, tmp_path, env=env, timeout=240)
+    result = run_process(args, tmp_path, env=env, timeout=240)
     assert "W&B could not start online" in result.stdout + result.stderr
     metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed"
@@ -209,39 +225,32 @@ def _weights(run):
     return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-@pytest.mark.slow
+@pytest.mark.alone
 def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
+    """A real SIGTERM, sent by the process to itself after batch 5 of epoch 1 (of 3 epochs of 12 batches: mid-epoch
+    whatever the machine's speed), then the same command again; in new interpreters, as a scheduler runs them."""
     work = tmp_path / "interrupted"
     log_dir = work / "logs"
-    # 12 epochs of 49 batches: SIGTERM, sent half a second into the second epoch, lands mid-epoch
-    args = train_args(synthetic_root, work, "trainer.max_epochs=12", *CSV_ONLY, "data.batch_size=2")
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    log_file = (tmp_path / "run.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+    args = train_args(synthetic_root, work, "trainer.max_epochs=3", *CSV_ONLY)
+    hook = {"PYTHONPATH": str(Path(__file__).parent)}
+    stopped = run_process(
+        [*args, *training_probes.overrides("SIGTERM", epoch=1, batch=5)], tmp_path, env=hook, check=False
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not list(log_dir.rglob("last.ckpt")) and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        assert list(log_dir.rglob("last.ckpt")), "no epoch finished in time"
-        time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=120)
-    finally:
-        process.kill()
-        log_file.close()
-    output = (tmp_path / "run.log").read_text()
+    output = stopped.stdout + stopped.stderr
     last = run_dir(log_dir) / "checkpoints" / "last.ckpt"
-    assert returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
+    assert stopped.returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    assert "interrupted at epoch" in output and checkpoint["global_step"] > 0
+    assert "interrupted at epoch 1" in output and checkpoint["global_step"] > 0
     assert not (run_dir(log_dir) / "metrics.json").exists()
-    interrupted_epoch = checkpoint["epoch"]
+    assert checkpoint["epoch"] == 1
     done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
-    assert 0 < interrupted_epoch < 12 and 0 < done_in_epoch < 49, "interrupted mid-epoch"
-    # the same command resumes, finishes, and records the metrics
-    resumed = run_cli(args, tmp_path)
+    assert done_in_epoch == 6, "interrupted mid-epoch, after batch 5"
+    # the same command resumes where it stopped (batch 6 of epoch 1, to batch 11, the last, of epoch 2), finishes, and
+    # records the metrics
+    trained = tmp_path / "resumed_batches.txt"
+    resumed = run_process([*args, *training_probes.record_overrides(trained)], tmp_path, env=hook)
+    batches = training_probes.recorded_batches(trained)
+    assert batches[0] == (1, 6) and batches[-1] == (2, 11) and len(batches) == 3 * 12 - 18, batches
     assert "resuming from" in resumed.stdout + resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1].endswith(" resumed"), "the summary line says it resumed"
     assert "not resumable" not in resumed.stdout + resumed.stderr
@@ -249,7 +258,7 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     assert metrics["status"] == "completed"
     # an uninterrupted run of as many epochs ends with the same weights
     reference = tmp_path / "reference"
-    run_cli([a.replace(str(work), str(reference)) for a in args], tmp_path)
+    run_process([a.replace(str(work), str(reference)) for a in args], tmp_path)
     ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference / "logs"))
     assert ours.keys() == theirs.keys()
     assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6
@@ -267,14 +276,11 @@ def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_
 
 
 @pytest.mark.slow
-def test_a_single_run_ends_with_its_one_line_summary_and_keeps_the_whole_names_table_in_train_log(
-    synthetic_root, tmp_path
-):
-    log_dir = tmp_path / "logs"
-    result = train(synthetic_root, log_dir, "trainer.max_epochs=1", *CSV_ONLY)
+def test_a_single_run_ends_with_its_one_line_summary_and_keeps_the_whole_names_table_in_train_log(ganomaly_run):
+    result = kept_result(ganomaly_run.parents[4])  # the shared run's console
     last = result.stdout.strip().splitlines()[-1]
-    assert last.split(" - ", 1)[1].startswith("ganomaly_small trainer-cpu+") and "max_epochs-1 fan sec0" in last, last
+    assert last.split(" - ", 1)[1].startswith("ganomaly_small trainer-cpu+") and "max_epochs-25 fan sec0" in last, last
     assert "source AUC" in last
     assert "Test metric" not in result.stdout and "test/source/auc" not in result.stdout, "no Lightning test table"
-    table = (run_dir(log_dir) / "train.log").read_text().split("test metrics:")[1]
+    table = (ganomaly_run / "train.log").read_text().split("test metrics:")[1]
     assert "test/source/auc_low" in table and "test/source/auc_high" in table

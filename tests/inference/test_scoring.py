@@ -29,11 +29,10 @@ from asd_ganomaly.inference.export import export_onnx
 from asd_ganomaly.inference.scoring import score_files
 
 
-@pytest.fixture(scope="module")
-def run(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("scoring")
-    run_cli(train_args(synthetic_root, work, "trainer.max_epochs=3", *CSV_ONLY), cwd=work)
-    return find_run(work / "logs", "fan")
+@pytest.fixture
+def run(ganomaly_run):
+    """The shared finished run of fan section 0 (read only)."""
+    return ganomaly_run
 
 
 @pytest.mark.slow

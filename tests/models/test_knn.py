@@ -48,11 +48,14 @@ def test_a_fresh_module_takes_a_bank_of_any_size():
         KNNDetector(n_mels=8).scores(queries)
 
 
-@pytest.fixture(scope="module")
-def knn_run(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("knn")
-    run_cli(train_args(synthetic_root, work, *CSV_ONLY, model="knn_baseline"), cwd=work)
-    return find_run(work / "logs")
+@pytest.fixture(scope="session")
+def knn_run(shared, synthetic_root):
+    """A finished k-NN run of fan section 0, shared (read only)."""
+
+    def build(work):
+        run_cli(train_args(synthetic_root, work, *CSV_ONLY, model="knn_baseline"), cwd=work)
+
+    return find_run(shared.get("knn_run", build) / "logs")
 
 
 @pytest.mark.slow

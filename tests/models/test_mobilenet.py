@@ -25,17 +25,20 @@ QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": 
 SMALL_MOBILENET = ["model.net.window=32", "model.optimizer.lr=1e-3"]  # 4 windows of 32 frames per 2 s clip
 
 
-@pytest.fixture(scope="module")
-def three_sections(tmp_path_factory):
+def write_three_sections(root):
     """Synthetic fan with sections 0, 1, 2 (each another machine instance): 24 + 2 training clips per section,
     6 test clips per label and domain, 2 s, clear anomalies."""
     from asd_ganomaly.data.synth import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("sections")
     write_synthetic_dataset(
         root, ["fan"], [0, 1, 2], train_clips=24, target_train_clips=2, test_clips=6, seconds=2.0, severity=8.0
     )
-    return root
+
+
+@pytest.fixture(scope="session")
+def three_sections(shared):
+    """:func:`write_three_sections`, shared (read only)."""
+    return shared.get("three_sections", write_three_sections)
 
 
 def test_score_is_the_mean_log_odds_against_the_clips_own_section():
@@ -93,14 +96,19 @@ def test_a_per_section_datamodule_is_refused(three_sections, tmp_path):
         trainer.fit(module, datamodule=datamodule)
 
 
-@pytest.fixture(scope="module")
-def sweep(three_sections, tmp_path_factory):
-    """The 7-run grid cut to fan: MobileNetV2 (2 epochs) and the AE baseline (1 epoch), per machine type."""
-    work = tmp_path_factory.mktemp("types")
-    common = ["experiment=dev_all_types", "data.machine_type=fan", *CSV_ONLY]
-    mobilenet = [*common, *SMALL_MOBILENET, "trainer.max_epochs=2"]
-    run_cli(train_args(three_sections, work, *mobilenet, model="mobilenetv2_baseline", multirun=True), work)
-    run_cli(train_args(three_sections, work, *common, "trainer.max_epochs=1", model="ae_baseline", multirun=True), work)
+@pytest.fixture(scope="session")
+def sweep(shared, three_sections):
+    """The 7-run grid cut to fan: MobileNetV2 (2 epochs) and the AE baseline (1 epoch), per machine type; shared
+    (read only). Returns the work folder (the sweeps below ``logs``) and the run folder of each model."""
+
+    def build(work):
+        common = ["experiment=dev_all_types", "data.machine_type=fan", *CSV_ONLY]
+        mobilenet = [*common, *SMALL_MOBILENET, "trainer.max_epochs=2"]
+        run_cli(train_args(three_sections, work, *mobilenet, model="mobilenetv2_baseline", multirun=True), work)
+        ae = [*common, "trainer.max_epochs=1"]
+        run_cli(train_args(three_sections, work, *ae, model="ae_baseline", multirun=True), work)
+
+    work = shared.get("per_machine_type_sweep", build)
     runs = {json.loads(p.read_text())["model"]: p.parent for p in (work / "logs").rglob("metrics.json")}
     return work, runs
 
@@ -126,10 +134,10 @@ def test_per_machine_type_runs_write_per_section_metrics(sweep):
 
 
 @pytest.mark.slow
-def test_report_sets_per_machine_type_models_side_by_side_per_section(sweep):
+def test_report_sets_per_machine_type_models_side_by_side_per_section(sweep, tmp_path):
     work, _ = sweep
-    run_cli(cli_args("report", work / "logs", "--out", work / "report"), work)
-    rows = read_csv(work / "report" / "results.csv")
+    run_cli(cli_args("report", work / "logs", "--out", tmp_path / "report"), tmp_path)
+    rows = read_csv(tmp_path / "report" / "results.csv")
     settings = {r["setting"] for r in rows}
     assert settings == {"mobilenetv2_baseline per machine type", "ae_baseline per machine type"}
     for setting in settings:
@@ -139,7 +147,7 @@ def test_report_sets_per_machine_type_models_side_by_side_per_section(sweep):
         ]
     fan0 = next(r for r in rows if r["section"] == "0" and r["domain"] == "source")
     assert float(fan0["report_mobilenet_auc"]) == pytest.approx(0.436)
-    assert "over 6 section-domain pairs" in (work / "report" / "results.md").read_text()
+    assert "over 6 section-domain pairs" in (tmp_path / "report" / "results.md").read_text()
 
 
 @pytest.mark.slow

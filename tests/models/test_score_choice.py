@@ -136,12 +136,16 @@ def test_a_score_the_model_does_not_compute_is_refused():
         small_detector("loudness")
 
 
-@pytest.fixture(scope="module")
-def reconstruction_run(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("score_choice")
-    args = train_args(synthetic_root, work, "++model.score=reconstruction", "trainer.max_epochs=2", *CSV_ONLY)
-    run_cli(args, cwd=work)
-    return work / "logs" / "train"
+@pytest.fixture(scope="session")
+def reconstruction_run(shared, synthetic_root):
+    """A finished run of fan section 0 with another score than ganomaly_small's own, shared (read only); returns
+    its sweep folder."""
+
+    def build(work):
+        args = train_args(synthetic_root, work, "++model.score=reconstruction", "trainer.max_epochs=2", *CSV_ONLY)
+        run_cli(args, cwd=work)
+
+    return shared.get("reconstruction_run", build) / "logs" / "train"
 
 
 @pytest.mark.slow

@@ -134,11 +134,14 @@ def test_the_adversarial_part_runs_on_every_kth_batch_and_a_window_model_steps_o
     assert set(shapes) == {(4 * 4, 1, 128, 32)}  # 4 clips x 4 windows of 32 frames
 
 
-@pytest.fixture(scope="module")
-def window_run(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("window")
-    run_cli(train_args(synthetic_root, work, *WINDOW, "trainer.max_epochs=2", *CSV_ONLY), cwd=work)
-    return find_run(work / "logs", "fan")
+@pytest.fixture(scope="session")
+def window_run(shared, synthetic_root):
+    """A finished run of the windowed GANomaly on fan section 0 (2 epochs), shared (read only)."""
+
+    def build(work):
+        run_cli(train_args(synthetic_root, work, *WINDOW, "trainer.max_epochs=2", *CSV_ONLY), cwd=work)
+
+    return find_run(shared.get("window_run", build) / "logs", "fan")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CSV_ONLY, cli_args, find_run, run_cli, train_args
+from conftest import cli_args, run_cli
 
 from asd_ganomaly.results.challenge import SubmissionError, evaluate, parts_in, read_rows, summary
 
@@ -92,11 +92,10 @@ def _edit(submission: Path, kind: str, change) -> None:
 
 
 @pytest.mark.slow
-def test_submit_then_evaluate_gives_the_runs_own_metrics(synthetic_root, tmp_path):
-    run_cli(train_args(synthetic_root, tmp_path, "trainer.max_epochs=2", *CSV_ONLY), cwd=tmp_path)
-    run = find_run(tmp_path / "logs", "fan")
+def test_submit_then_evaluate_gives_the_runs_own_metrics(ganomaly_run, tmp_path):
+    run = ganomaly_run  # the shared run (read only): its log folder holds it alone
     submission, truth = tmp_path / "submission", tmp_path / "truth"
-    run_cli(cli_args("submit", tmp_path / "logs" / "train", "--out", submission), cwd=tmp_path)
+    run_cli(cli_args("submit", run.parents[2], "--out", submission), cwd=tmp_path)
     with open(run / "scores.csv") as handle:  # the ground truth of the same clips, from the run's own labels
         for row in csv.DictReader(handle):
             name = Path(row["path"]).name
