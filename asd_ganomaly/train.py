@@ -15,6 +15,8 @@ Each run folder (``<task>/<model>/<label>-<config hash>/<machine>_sec<section>``
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -52,7 +54,28 @@ CONF_DIR = conf_dir()
 
 
 def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-    """The training config composed as ``asd-train`` would compose it (for tests, notebooks, benchmarks)."""
+    """The training config composed as ``asd-train`` would compose it (for tests, notebooks, benchmarks): a new
+    copy each call. Hydra reads and parses every YAML file at each compose (a few tenths of a second), so the
+    same overrides are composed once while no file of the config folder changes; overrides that add a search path
+    (``hydra.searchpath=...``, folders this check does not watch) are composed anew each time."""
+    if any(override.lstrip("+~").startswith("hydra.searchpath") for override in overrides):
+        return _compose_now(overrides, return_hydra_config)
+    return copy.deepcopy(_compose(overrides, return_hydra_config, conf_fingerprint()))
+
+
+def conf_fingerprint(folder: str = CONF_DIR) -> tuple[tuple[str, int, int], ...]:
+    """Path, size and modification time of every YAML file of the config folder: what a compose reads."""
+    files = sorted(Path(folder).rglob("*.yaml"))
+    return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+
+
+@functools.lru_cache(maxsize=128)
+def _compose(overrides: tuple[str, ...], return_hydra_config: bool, fingerprint: tuple) -> DictConfig:
+    """One compose of :func:`compose_config`, kept for these overrides while ``fingerprint`` is the same."""
+    return _compose_now(overrides, return_hydra_config)
+
+
+def _compose_now(overrides: tuple[str, ...], return_hydra_config: bool) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

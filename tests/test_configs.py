@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from asd_ganomaly.models.base import RUN_KEYS, build_detector
-from asd_ganomaly.train import CONF_DIR
+from asd_ganomaly.train import CONF_DIR, conf_fingerprint
 from asd_ganomaly.train import compose_config as compose_with_hydra
 
 MODELS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -97,6 +97,7 @@ def test_the_optuna_study_lives_in_the_sweep_folder_and_a_second_search_continue
     assert all(trial.value is not None and set(trial.params) >= {"model.loss.w_rec"} for trial in study.trials)
 
 
+@pytest.mark.slow  # MLflow's import and its SQLite store: seconds
 @pytest.mark.parametrize(("logger", "store"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow.db")])
 def test_tensorboard_and_mlflow_loggers_keep_their_files_in_the_run_folder(logger, store, tmp_path):
     from asd_ganomaly.runs.tracking import instantiate_loggers
@@ -123,3 +124,14 @@ def test_a_logger_whose_package_is_missing_stops_with_the_pip_command(logger, pa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else find_spec(name, *a))
     with pytest.raises(UserError, match=rf"logger={logger} needs the {package} package.*\[trackers\]'$"):
         instantiate_loggers(cfg.logger)
+
+
+def test_each_compose_is_a_copy_of_its_own_and_a_changed_config_file_is_read_again(tmp_path):
+    first = compose_with_hydra("model=ae_baseline")
+    first.model.name = "changed by the caller"
+    assert compose_with_hydra("model=ae_baseline").model.name == "ae_baseline"
+    (tmp_path / "model.yaml").write_text("w_rec: 1\n")
+    before = conf_fingerprint(str(tmp_path))
+    (tmp_path / "model.yaml").write_text("w_rec: 10\n")  # one byte longer: another fingerprint on any clock
+    assert conf_fingerprint(str(tmp_path)) != before
+    assert len(conf_fingerprint()) == len(list(Path(CONF_DIR).rglob("*.yaml"))) > 30

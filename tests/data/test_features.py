@@ -55,6 +55,7 @@ def test_band_groups_cover_every_weight_of_the_filterbank():
     assert covered.sum() < 0.2 * bank.numel(), "the groups skip most of the bank"
 
 
+@pytest.mark.slow  # librosa's import: seconds
 def test_logmel_matches_librosa_within_tolerance():
     librosa = pytest.importorskip("librosa")
     audio = (tone(2.0) + 0.01 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)

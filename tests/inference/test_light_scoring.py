@@ -69,12 +69,16 @@ def score_in_fresh_process(tmp_path, *args) -> tuple[list[dict], list[str]]:
 
 @pytest.mark.parametrize(
     "model",
-    [
-        "ganomaly_small",
-        *(
-            pytest.param(name, marks=pytest.mark.slow)
-            for name in ("ganomaly", "ganomaly_window", "ae_baseline", "knn_baseline", "mobilenetv2_baseline")
-        ),
+    [  # each in a new interpreter: seconds
+        pytest.param(name, marks=pytest.mark.slow)
+        for name in (
+            "ganomaly_small",
+            "ganomaly",
+            "ganomaly_window",
+            "ae_baseline",
+            "knn_baseline",
+            "mobilenetv2_baseline",
+        )
     ],
 )
 def test_score_ckpt_imports_no_lightning_and_scores_as_the_lightning_module(model, tmp_path):
@@ -98,8 +102,9 @@ def test_score_ckpt_imports_no_lightning_and_scores_as_the_lightning_module(mode
 
 @pytest.mark.parametrize(
     ("include_features", "overrides"),
-    [(False, ()), (True, ()), pytest.param(True, ("model.net.latent_vector=32",), marks=pytest.mark.slow)],
+    [(False, ()), (True, ()), (True, ("model.net.latent_vector=32",))],
 )
+@pytest.mark.slow  # each in a new interpreter: seconds
 def test_score_onnx_imports_no_torch_and_scores_as_the_checkpoint(include_features, overrides, tmp_path):
     trained_looking_checkpoint("ganomaly_small", tmp_path / "model.ckpt", *overrides)
     detector = load_detector(tmp_path / "model.ckpt")

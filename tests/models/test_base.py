@@ -67,6 +67,7 @@ def test_scores_inside_a_bf16_autocast_region_are_fp32_accurate(device):
     assert naive.unique().numel() < fp32["score"].unique().numel(), "bf16 itself would blur the latent distances"
 
 
+@pytest.mark.slow  # two trainings of three epochs
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_bf16_mixed_training_tracks_fp32_training(device):
     if device == "cuda" and not torch.cuda.is_available():

@@ -3,6 +3,8 @@
 import os
 import re
 
+import pytest
+
 from asd_ganomaly.runs.tracking import WANDB_ID_FILE, finish_wandb, start_wandb
 
 
@@ -23,6 +25,7 @@ def _start(run_dir):
     return run_id
 
 
+@pytest.mark.slow  # three real W&B runs
 def test_the_second_start_in_a_run_folder_continues_the_first_w_and_b_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -5,20 +5,18 @@ import json
 import os
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf.errors import InterpolationResolutionError
 
 from asd_ganomaly.core.errors import UserError, error_line
 from asd_ganomaly.data.dcase import ALL_SECTIONS
 from asd_ganomaly.runs.checks import ConfigError
 from asd_ganomaly.runs.wrapper import one_line_user_errors, record_failure, user_error_cause
-from asd_ganomaly.train import CONF_DIR
+from asd_ganomaly.train import compose_config
 
 
 def broken_config(*overrides: str):
     """The training config without data.root: :func:`~asd_ganomaly.runs.identity.run_info` cannot be built."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=["~data.root", *overrides])
+    return compose_config("~data.root", *overrides)
 
 
 @pytest.mark.parametrize(
