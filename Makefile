@@ -7,7 +7,7 @@ DEMO_DIR ?= data/demo
 CHALLENGE_DIR ?= data/eval
 QUALITY_ARGS ?=
 
-.PHONY: help install lock lock-check demo challenge test test-fast lint format bench quality clean slurm-up slurm-down
+.PHONY: help install lock lock-check demo challenge test test-fast coverage lint format bench quality clean slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test: $(STAMP)  ## run the whole test suite on every core (what CI runs)
 test-fast: $(STAMP)  ## the tests that take under a second or so each, in one process (under a minute)
 	$(BIN)/pytest -q -m "not slow"
 
+coverage: $(STAMP)  ## the whole suite with the package's line coverage (the CLI's subprocesses included)
+	COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/pytest -q $(PYTEST_PARALLEL) --cov=asd_ganomaly --cov-report=term
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -88,4 +91,4 @@ slurm-down:  ## stop the cluster of slurm-up and remove its state
 	bash tests/slurm/down.sh
 
 clean:  ## remove caches and run outputs (keeps .venv)
-	rm -rf outputs multirun submission .pytest_cache .ruff_cache
+	rm -rf outputs multirun submission .pytest_cache .ruff_cache .coverage
