@@ -135,3 +135,13 @@ def test_each_compose_is_a_copy_of_its_own_and_a_changed_config_file_is_read_aga
     (tmp_path / "model.yaml").write_text("w_rec: 10\n")  # one byte longer: another fingerprint on any clock
     assert conf_fingerprint(str(tmp_path)) != before
     assert len(conf_fingerprint()) == len(list(Path(CONF_DIR).rglob("*.yaml"))) > 30
+
+
+def test_a_users_config_folder_on_the_search_path_is_read_at_every_compose(tmp_path):
+    """The folders of hydra.searchpath are the user's own: a change there shows in the next compose."""
+    mine = tmp_path / "my_conf" / "experiment"
+    mine.mkdir(parents=True)
+    overrides = (f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "experiment=my_plant")
+    for seed in (1, 2):
+        (mine / "my_plant.yaml").write_text(f"# @package _global_\nseed: {seed}\n")
+        assert compose_with_hydra(*overrides).seed == seed
