@@ -1,5 +1,6 @@
 """A non-editable install: the wheel ships the configs, and asd-train runs from any folder."""
 
+import os
 import site
 import subprocess
 import sys
@@ -13,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _sh(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    """``args`` run without ``PYTHONPATH``: the installed package, not a checkout on the path, is under test."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 

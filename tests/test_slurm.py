@@ -146,7 +146,7 @@ def test_requeued_job_resumes_from_last_ckpt_and_ends_like_an_uninterrupted_run(
     pause = training_probes.pause_overrides(paused, epoch=1, batch=5)
     args = sweep_args(slurm_cluster, synthetic_root, log_dir, "fan", *pause, job_name=REQUEUE_JOB)
     env = {**slurm_cluster.env, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = str(Path(__file__).parent)  # the job imports training_probes
+    env["PYTHONPATH"] = training_probes.python_path()  # the job imports training_probes
     with (tmp_path / "sweep.log").open("w") as output:
         process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=output, stderr=output)
         try:

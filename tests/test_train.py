@@ -232,7 +232,7 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     work = tmp_path / "interrupted"
     log_dir = work / "logs"
     args = train_args(synthetic_root, work, "trainer.max_epochs=3", *CSV_ONLY)
-    hook = {"PYTHONPATH": str(Path(__file__).parent)}
+    hook = {"PYTHONPATH": training_probes.python_path()}
     stopped = run_process(
         [*args, *training_probes.overrides("SIGTERM", epoch=1, batch=5)], tmp_path, env=hook, check=False
     )

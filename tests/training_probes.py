@@ -77,6 +77,11 @@ def record_overrides(path: Path) -> list[str]:
     return _node("RecordBatches", node="record", path=path)
 
 
+def python_path() -> str:
+    """``PYTHONPATH`` for a process that imports this module: ``tests/`` before what the path held."""
+    return os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+
+
 def _node(name: str, node: str = "interrupt", **arguments: object) -> list[str]:
     node = f"+callbacks.{node}"
     return [f"{node}._target_={__name__}.{name}", *(f"{node}.{key}={value}" for key, value in arguments.items())]
