@@ -18,16 +18,21 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from .core.files import check_writable_folder
 from .models.base import build_detector
 from .runs.callbacks import InterruptCheckpoint, RunFiles, ThresholdCalibration
+from .runs.checkpoint_io import AtomicCheckpointIO
 from .runs.checks import check_data, check_selection, unknown_key_hints, validate_config
 from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
@@ -88,13 +93,14 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if multirun:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    # saves overwrite their names (a resumed run writes no epoch0001-v1.ckpt beside an older file): every save is
+    # atomic (AtomicCheckpointIO), so a name holds a whole checkpoint or its previous content
+    checkpoints = {"dirpath": out / "checkpoints", "enable_version_counter": False}
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", save_last="link", save_top_k=1))
+        callbacks.append(ModelCheckpoint(**checkpoints, save_last="link", save_top_k=1))
     callbacks.append(InterruptCheckpoint(out / "checkpoints"))
     if cfg.select_on_test:
-        callbacks.append(
-            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/source/auc", mode="max")
-        )
+        callbacks.append(ModelCheckpoint(**checkpoints, filename="best", monitor="val/source/auc", mode="max"))
     run_files = RunFiles(out, info, plots=cfg.plots, log_model=wandb_log_model(cfg.get("logger")))
     callbacks += [ThresholdCalibration(), run_files]
     quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
@@ -102,9 +108,30 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger"), wandb_run_args(cfg, info)) or False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         limit_val_batches=1.0 if cfg.select_on_test else 0,
         **quiet,
     )
+
+
+def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, ckpt: Path | None) -> None:
+    """``trainer.fit``, a stop by Ctrl-C raised as ``KeyboardInterrupt`` (the wrapper's exit 130): Lightning
+    reports it as a SIGTERM (:class:`InterruptCheckpoint` makes Ctrl-C one) or, stopped at once, as exit 1."""
+    interrupt = next(c for c in trainer.callbacks if isinstance(c, InterruptCheckpoint))
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a KeyboardInterrupt: restored after
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    except SIGTERMException:
+        if interrupt.ctrl_c:
+            raise KeyboardInterrupt from None
+        raise
+    except SystemExit as stop:  # Lightning's answer to a KeyboardInterrupt in a hook: sys.exit(1)
+        if stop.code == 1:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 @task_wrapper
@@ -119,6 +146,8 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
         return read_metrics(out).get("logged", {})
     _, test_clips = check_data(cfg.data)  # the clips listed and their headers read, before W&B, a run file or an epoch
     check_selection(bool(cfg.select_on_test), test_clips)
+    if cfg.data.get("cache_dir"):  # the features go there: checked before any is made
+        check_writable_folder(cfg.data.cache_dir, "data.cache_dir (paths.cache_dir)")
     write_run_config(out, info["config"], info["overrides"])
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)
@@ -132,7 +161,7 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt or dangling: fallback
     if resume_from:
         log.info("resuming from %s", resume_from)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)  # Ctrl-C or SIGTERM: saved, then exits
+    fit(trainer, model, datamodule, resume_from)  # Ctrl-C or SIGTERM: saved at a batch's end, then exits
     best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
     # Lightning's table cuts the names (auc_low and auc_high both read .../source/auc...): a whole-name table
     # goes to train.log instead, the console gets the run's one-line summary

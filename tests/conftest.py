@@ -219,7 +219,9 @@ def tiny_sweep(shared, synthetic_root):
             "data.section=0",
             "trainer.max_epochs=2",
         ]
-        keep_result(run_cli(train_args(synthetic_root, work, *overrides, "logger=csv"), cwd=work), work)
+        result = run_cli(train_args(synthetic_root, work, *overrides, "logger=csv"), cwd=work, check=False)
+        assert result.returncode == 1, f"a sweep with a failed run exits 1: {result.stderr[-2000:]}"
+        keep_result(result, work)
 
     work = shared.get("tiny_sweep", build)
     return work / "logs" / "dev_all", kept_result(work)
@@ -289,6 +291,7 @@ def tone(seconds: float, rate: int = SR, channels: int = 1) -> np.ndarray:
 
 def write_wav(path: Path, audio, rate: int = SR, subtype: str = "PCM_16") -> Path:
     """Write ``audio`` as a WAV file (16-bit by default) and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, rate, subtype=subtype)
     return path
 

@@ -31,13 +31,13 @@ MUTATIONS = {
     # Ctrl-C or SIGTERM logs "checkpoint saved" but saves nothing
     "lost-checkpoint": (
         "asd_ganomaly/runs/callbacks.py",
-        "        with atomic_output(self.path) as tmp:\n            trainer.save_checkpoint(tmp, weights_only=False)\n",
+        "        trainer.save_checkpoint(self.path, weights_only=False)  # atomic: the trainer's AtomicCheckpointIO\n",
         "",
     ),
     # a resumed run says "resuming from" but trains from the start
     "restarting-resume": (
         "asd_ganomaly/train.py",
-        "trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)",
+        "trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)",
         "trainer.fit(model, datamodule=datamodule, ckpt_path=None)",
     ),
 }

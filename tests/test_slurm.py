@@ -158,7 +158,7 @@ def test_requeued_job_resumes_from_last_ckpt_and_ends_like_an_uninterrupted_run(
     slurm_log = "".join(p.read_text() for p in (log_dir / "demo" / ".submitit").rglob("*_log.err"))
     assert "DUE TO JOB REQUEUE" in slurm_log, "Slurm requeued the job"
     train_log = (run / "train.log").read_text()
-    interrupted, resumed = train_log.find("interrupted at epoch"), train_log.find("resuming from")
+    interrupted, resumed = train_log.find("interrupted (SIGTERM) at epoch"), train_log.find("resuming from")
     assert 0 <= interrupted < resumed, f"saved last.ckpt on SIGTERM, then resumed from it:\n{train_log[-3000:]}"
     assert "dataloader is not resumable" not in train_log
     # the same config (same folder name) as the sweep's fan run, which was not interrupted: the same result

@@ -225,26 +225,68 @@ def _weights(run):
     return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+INTERRUPTED_EPOCHS = 3  # of 12 batches: 96 clips in batches of 8
+
+
+def _interruptible_args(root: Path, work: Path, model: str) -> list[str]:
+    return train_args(root, work, f"trainer.max_epochs={INTERRUPTED_EPOCHS}", *CSV_ONLY, model=model)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(shared, synthetic_root):
+    """``uninterrupted(model)``: the run folder of the interruption tests' command trained without a stop, in a new
+    interpreter as the interrupted ones (shared by the SIGTERM and the Ctrl-C test of the model: read only)."""
+
+    def run_of(model: str) -> Path:
+        def build(work: Path) -> None:
+            run_process(_interruptible_args(synthetic_root, work, model), work)
+
+        return run_dir(shared.get(f"uninterrupted_{model}", build) / "logs")
+
+    return run_of
+
+
+def _results(run: Path) -> dict[str, float]:
+    """Every number a finished run reports: metrics.json's logged values, each clip's score, the final step."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    numbers = {f"logged {k}": v for k, v in metrics["logged"].items()}
+    numbers |= {f"score {Path(row['path']).name}": float(row["score"]) for row in read_csv(run / "scores.csv")}
+    checkpoint = torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)
+    return numbers | {"global_step": checkpoint["global_step"]}
+
+
 @pytest.mark.alone
-def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
-    """A real SIGTERM, sent by the process to itself after batch 5 of epoch 1 (of 3 epochs of 12 batches: mid-epoch
-    whatever the machine's speed), then the same command again; in new interpreters, as a scheduler runs them."""
+@pytest.mark.parametrize(
+    ("signal", "model", "status"),
+    [("SIGTERM", "ganomaly_small", 143), ("SIGINT", "ganomaly_small", 130), ("SIGINT", "ae_baseline", 130),
+     ("SIGTERM", "ae_baseline", 143)],
+)  # fmt: skip
+def test_a_signal_mid_epoch_saves_and_the_resumed_run_equals_an_uninterrupted_one(
+    synthetic_root, tmp_path, uninterrupted, signal, model, status
+):
+    """A real signal (SIGTERM: a scheduler's pre-emption; SIGINT: Ctrl-C), sent by the process to itself after
+    batch 5 of epoch 1 (of 3 epochs of 12 batches: mid-epoch whatever the machine's speed), then the same command
+    again; in new interpreters, as a scheduler or a shell runs them. The resumed run ends at the same global step
+    with the same metrics and scores (to 1e-6) as an uninterrupted one."""
     work = tmp_path / "interrupted"
     log_dir = work / "logs"
-    args = train_args(synthetic_root, work, "trainer.max_epochs=3", *CSV_ONLY)
+    args = _interruptible_args(synthetic_root, work, model)
     hook = {"PYTHONPATH": training_probes.python_path()}
     stopped = run_process(
-        [*args, *training_probes.overrides("SIGTERM", epoch=1, batch=5)], tmp_path, env=hook, check=False
+        [*args, *training_probes.overrides(signal, epoch=1, batch=5)], tmp_path, env=hook, check=False
     )
     output = stopped.stdout + stopped.stderr
     last = run_dir(log_dir) / "checkpoints" / "last.ckpt"
-    assert stopped.returncode == 143, "an interrupted run must not look finished to a shell or a scheduler"
+    assert stopped.returncode == status, (
+        f"an interrupted run must not look finished to a shell or a scheduler: {output[-2000:]}"
+    )
+    assert "Traceback" not in output, output[-3000:]
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    assert "interrupted at epoch 1" in output and checkpoint["global_step"] > 0
+    assert "interrupted (" in output and "at epoch 1" in output and checkpoint["global_step"] > 0
     assert not (run_dir(log_dir) / "metrics.json").exists()
     assert checkpoint["epoch"] == 1
     done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
-    assert done_in_epoch == 6, "interrupted mid-epoch, after batch 5"
+    assert done_in_epoch == 6, "interrupted mid-epoch, after batch 5, the batch whole"
     # the same command resumes where it stopped (batch 6 of epoch 1, to batch 11, the last, of epoch 2), finishes, and
     # records the metrics
     trained = tmp_path / "resumed_batches.txt"
@@ -254,14 +296,17 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_equals_an_uninterrupted
     assert "resuming from" in resumed.stdout + resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1].endswith(" resumed"), "the summary line says it resumed"
     assert "not resumable" not in resumed.stdout + resumed.stderr
-    metrics = json.loads((run_dir(log_dir) / "metrics.json").read_text())
-    assert metrics["status"] == "completed"
-    # an uninterrupted run of as many epochs ends with the same weights
-    reference = tmp_path / "reference"
-    run_process([a.replace(str(work), str(reference)) for a in args], tmp_path)
-    ours, theirs = _weights(run_dir(log_dir)), _weights(run_dir(reference / "logs"))
+    assert json.loads((run_dir(log_dir) / "metrics.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in last.parent.iterdir() if "-v" in p.name) == [], "no versioned checkpoint names"
+    # an uninterrupted run of as many epochs ends with the same weights, metrics, scores and global step
+    reference = uninterrupted(model)
+    ours, theirs = _weights(run_dir(log_dir)), _weights(reference)
     assert ours.keys() == theirs.keys()
     assert max((ours[k].double() - theirs[k].double()).abs().max().item() for k in ours) <= 1e-6
+    ours, theirs = _results(run_dir(log_dir)), _results(reference)
+    assert ours.keys() == theirs.keys()
+    differ = {k: (ours[k], theirs[k]) for k in ours if abs(ours[k] - theirs[k]) > 1e-6 * max(1.0, abs(theirs[k]))}
+    assert not differ, differ
 
 
 def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_0(tmp_path):
@@ -269,7 +314,7 @@ def test_a_failed_run_of_every_section_is_recorded_as_every_section_not_section_
     record (no data.root): the failed metrics.json says every section, as a completed run would."""
     log_dir = tmp_path / "logs"
     args = train_args(tmp_path / "absent", tmp_path, "~data.root", "data.section=null", "logger=csv", multirun=True)
-    run_cli(args, cwd=tmp_path)  # a sweep records its failed jobs and goes on
+    assert run_cli(args, cwd=tmp_path, check=False).returncode == 1  # a sweep records its failed jobs, goes on
     records = [json.loads(path.read_text()) for path in log_dir.rglob("metrics.json")]
     assert len(records) == 1 and records[0]["status"] == "failed" and "data.root is not set" in records[0]["error"]
     assert records[0]["machine_type"] == "fan" and records[0]["section"] == ALL_SECTIONS

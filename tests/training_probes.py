@@ -1,9 +1,9 @@
 """Callbacks that put an interruption at an exact point of training, whatever the machine's speed (a test that
 sends a signal from outside after a delay races with the epoch), and one that records what a process trained:
 :class:`SignalAtBatch` sends its own process a real signal after one given batch; :class:`PauseAtBatch` waits
-there until a signal from outside (a scheduler's requeue) has arrived; :class:`RecordBatches` writes the epoch and
-batch number of every training batch to a file (a resumed run starts where the interruption left it). Added to
-a run on the command line, where ``tests/`` is on ``PYTHONPATH``::
+there until a signal from outside (a scheduler's requeue) has arrived; :class:`FillDisk` fills the disk before a
+checkpoint; :class:`RecordBatches` writes the epoch and batch number of every training batch to a file (a resumed
+run starts where the interruption left it). Added to a run on the command line, where ``tests/`` is on ``PYTHONPATH``::
 
     +callbacks.interrupt._target_=training_probes.SignalAtBatch +callbacks.interrupt.signal=SIGTERM \
     +callbacks.interrupt.epoch=1 +callbacks.interrupt.batch=5
@@ -12,6 +12,7 @@ a run on the command line, where ``tests/`` is on ``PYTHONPATH``::
 resumed run is past the batch, so the same command with them resumes too."""
 
 import os
+import shutil
 import signal as signals
 import time
 from pathlib import Path
@@ -46,6 +47,28 @@ class PauseAtBatch(Callback):
             time.sleep(0.05)
 
 
+class FillDisk(Callback):
+    """Fill the file system of ``ballast`` (a file written there) up to ``leave`` bytes when epoch ``epoch`` starts
+    (``epoch`` -1: when testing starts): the next checkpoint saved there meets a full disk."""
+
+    def __init__(self, ballast: str, epoch: int, leave: int = 200_000) -> None:
+        self.ballast, self.epoch, self.leave = Path(ballast), epoch, leave
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            self._fill()
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        if self.epoch == -1:
+            self._fill()
+
+    def _fill(self) -> None:
+        size = shutil.disk_usage(self.ballast.parent).free - self.leave
+        with self.ballast.open("wb") as ballast:
+            for start in range(0, size, 1 << 20):
+                ballast.write(bytes(min(1 << 20, size - start)))
+
+
 class RecordBatches(Callback):
     """Append ``<epoch> <batch>`` to ``path`` for every training batch this process trains."""
 
@@ -70,6 +93,11 @@ def overrides(signal: str, epoch: int, batch: int) -> list[str]:
 def pause_overrides(marker: Path, epoch: int, batch: int) -> list[str]:
     """The command-line overrides that add :class:`PauseAtBatch` to a run."""
     return _node("PauseAtBatch", marker=marker, epoch=epoch, batch=batch)
+
+
+def fill_disk_overrides(ballast: Path, epoch: int) -> list[str]:
+    """The command-line overrides that add :class:`FillDisk` to a run."""
+    return _node("FillDisk", node="fill_disk", ballast=ballast, epoch=epoch)
 
 
 def record_overrides(path: Path) -> list[str]:

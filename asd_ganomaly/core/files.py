@@ -7,6 +7,7 @@ previous file (or none) in place, never half a file.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -65,6 +66,7 @@ def check_output(
     out = Path(out)
     if out.is_dir():
         raise OutputError(f"{flag} {out} is a folder: give a file name")
+    check_writable_folder(out.parent, f"the folder of {flag}")
     for item in map(Path, inputs):
         if item.is_dir():
             if _inside(out, item) and picked(out):
@@ -75,6 +77,41 @@ def check_output(
         elif item.exists() and _same_file(out, item):
             raise OutputError(f"{flag} {out} is one of the inputs ({item}): it would be overwritten")
     return out
+
+
+UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+"""The errors of a folder that cannot be written: read-only, no permission, full."""
+
+
+def check_writable_folder(folder: str | Path, what: str) -> Path:
+    """Refuse, before any work, a ``folder`` that could not be written: the nearest folder of it that exists (it
+    makes nothing) is on a read-only file system or not writable by this user; a :class:`WriteError` naming
+    ``what`` (``paths.cache_dir``, ``--out``) and the folder. A full disk is found where a file is written."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is not a folder"
+    elif os.statvfs(existing).f_flag & os.ST_RDONLY:
+        why = os.strerror(errno.EROFS)
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = os.strerror(errno.EACCES)
+    if why:
+        raise WriteError(f"{what} {folder} is not writable: {why}")
+    return folder
+
+
+def unwritable_cause(error: BaseException) -> OSError | None:
+    """The first :data:`UNWRITABLE` ``OSError`` with a file name in ``error``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in UNWRITABLE and error.filename:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextmanager
@@ -98,7 +135,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except RuntimeError as error:  # torch.save reports a failed write as a RuntimeError of its C++ stream
         if not any(word in str(error).lower() for word in ("write", "iostream", "inline_container")):
             raise
-        raise WriteError(f"could not write {path}: the write failed{_free_space(path)}") from error
+        why = getattr(error.__context__, "strerror", None) or "the write failed"  # a file object's OSError
+        raise WriteError(f"could not write {path}: {why}{_free_space(path)}") from error
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -119,8 +119,8 @@ def _read_into(row: torch.Tensor, path: Path, config: FeatureConfig, on_bad_file
 def _read_or_none(path: Path, config: FeatureConfig, on_bad_file: str) -> np.ndarray | None:
     try:
         return read_wav(path, config.sample_rate, config.seconds)
-    except AudioError:
+    except AudioError as error:
         if on_bad_file == "error":
             raise
-        log.warning("skipping unreadable clip %s", path, exc_info=True)
+        log.warning("skipping unreadable clip: %s", error)  # names the file and why: no traceback
         return None

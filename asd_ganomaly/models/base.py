@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..core.errors import HandledFailure
 from ..data.dcase import DOMAINS
 from ..evaluation.metrics import flatten_metrics, gamma_threshold
 from ..evaluation.summary import domain_results, run_results
@@ -24,7 +25,7 @@ DIVERGED_GROWTH = 1e6
 """A training loss this many times its first value is taken as diverged."""
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(HandledFailure, FloatingPointError):
     """A loss became NaN or infinite, or the GAN collapsed and the config says stop."""
 
 
@@ -50,6 +51,14 @@ class AnomalyDetector(Detector, L.LightningModule):
         self.test_results: dict = {}
         self.test_metrics: dict[str, float] = {}
         self.test_scores: dict[str, torch.Tensor] = {}
+
+    def batch_order(self, n: int, batch_idx: int, device: torch.device) -> torch.Tensor:
+        """A permutation of ``range(n)`` drawn from the run's seed (``torch.initial_seed``, set by
+        ``seed_everything``), the epoch and ``batch_idx``: a resumed run draws what an uninterrupted one draws, as
+        no checkpoint holds the global random state."""
+        seed = (torch.initial_seed() * 1_000_003 + self.current_epoch) * 100_003 + batch_idx
+        generator = torch.Generator().manual_seed(seed % 2**63)
+        return torch.randperm(n, generator=generator).to(device)
 
     def optimize(self, loss: torch.Tensor, optimizer: L.pytorch.core.optimizer.LightningOptimizer, name: str) -> None:
         """One manual optimisation step: a NaN or infinite ``loss``, or one that grew by more than

@@ -84,7 +84,7 @@ class AutoencoderModule(AutoencoderDetector, AnomalyDetector):
         optimizer = self.optimizers()
         vectors = context_vectors(self.normalizer(batch[0]), self.net.context)
         vectors = vectors.reshape(-1, vectors.shape[-1])
-        order = torch.randperm(len(vectors), device=vectors.device)
+        order = self.batch_order(len(vectors), batch_idx, vectors.device)
         total = torch.zeros((), device=vectors.device)
         for chunk in order.split(self.vectors_per_batch):
             if len(chunk) < 2:  # BatchNorm needs two samples

@@ -63,7 +63,7 @@ class MobileNetV2Module(SectionDetector, AnomalyDetector):
         count = windows.shape[1]
         windows = windows.reshape(-1, *windows.shape[2:])
         targets = self.class_index(batch[1]).repeat_interleave(count)
-        order = torch.randperm(len(windows), device=windows.device)
+        order = self.batch_order(len(windows), batch_idx, windows.device)
         total, correct = torch.zeros((), device=windows.device), torch.zeros((), device=windows.device)
         for chunk in order.split(self.windows_per_batch):
             logits = self.net(windows[chunk])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -10,7 +13,6 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..core.files import atomic_output
 from .files import METRICS_FILE, SCORES_FILE, read_scores, run_record, scores_by_domain, write_json_atomic, write_scores
 from .tracking import log_wandb_results
 
@@ -20,6 +22,12 @@ log = logging.getLogger(__name__)
 class InterruptCheckpoint(Callback):
     """On Ctrl-C or SIGTERM (Slurm pre-emption), save ``last.ckpt`` so the same command resumes the run.
 
+    SIGTERM is Lightning's: it lets the batch in progress end, then stops. During training Ctrl-C takes the same
+    path (it sends the process SIGTERM), so the checkpoint holds whole batches and the resumed run equals an
+    uninterrupted one; a KeyboardInterrupt raised in the middle of a batch would save half a step. A second Ctrl-C
+    stops at once and saves nothing: the run resumes from its last saved checkpoint. :attr:`ctrl_c` says whether
+    the stop came from Ctrl-C.
+
     Other exceptions (a diverged loss, say) do not overwrite the last good checkpoint. Lightning's
     ``OnExceptionCheckpoint`` cannot replace it: it saves on every exception, a diverged run included, and
     would overwrite the last good checkpoint with the broken weights.
@@ -28,17 +36,43 @@ class InterruptCheckpoint(Callback):
     def __init__(self, dirpath: str | Path, filename: str = "last.ckpt") -> None:
         super().__init__()
         self.path = Path(dirpath) / filename
+        self.ctrl_c = False
+        self._previous_handler: object = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Turn Ctrl-C into Lightning's stop at the end of the batch (signals can be set in the main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def _on_ctrl_c(self, signum: int, frame: object) -> None:
+        if self.ctrl_c:
+            raise KeyboardInterrupt
+        self.ctrl_c = True
+        log.warning("Ctrl-C: stopping at the end of this batch to save a checkpoint (Ctrl-C again: stop unsaved)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        """Save the checkpoint for an interruption; ignore any other exception."""
-        if not isinstance(exception, KeyboardInterrupt | SIGTERMException):
-            return
+        """Save the checkpoint for an interruption at a batch's end; ignore any other exception."""
+        self._restore_handler()
         if trainer.state.fn != "fit":
             return
-        with atomic_output(self.path) as tmp:
-            trainer.save_checkpoint(tmp, weights_only=False)
+        if isinstance(exception, KeyboardInterrupt):
+            log.warning("stopped at once: nothing saved; the same command resumes from the last saved checkpoint")
+            return
+        if not isinstance(exception, SIGTERMException):
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)  # atomic: the trainer's AtomicCheckpointIO
         log.warning(
-            "interrupted at epoch %d, global step %d: checkpoint saved to %s; run the same command to resume",
+            "interrupted (%s) at epoch %d, global step %d: checkpoint saved to %s; run the same command to resume",
+            "Ctrl-C" if self.ctrl_c else "SIGTERM",
             trainer.current_epoch,
             trainer.global_step,
             self.path,
@@ -74,8 +108,7 @@ class RunFiles(Callback):
         datamodule = trainer.datamodule
         threshold = pl_module.threshold.item()
         write_scores(self.out / SCORES_FILE, datamodule.test_clips, pl_module.test_scores, threshold)
-        with atomic_output(self.out / "model.ckpt") as tmp:
-            trainer.save_checkpoint(tmp, weights_only=False)
+        trainer.save_checkpoint(self.out / "model.ckpt", weights_only=False)  # atomic: AtomicCheckpointIO
         if self.plots and getattr(datamodule, "labelled", True):  # ROC and histograms by label need labels
             self._plots(trainer, pl_module)
         self._wandb(trainer, pl_module)

@@ -16,6 +16,9 @@ from contextlib import contextmanager
 SWEEP_LOGGER = "asd_ganomaly.sweep"
 TABLE_LOGGER = "asd_ganomaly.test_table"
 """The test metrics table: in train.log, never on the console (that gets the run's one-line summary)."""
+TRACEBACK_LOGGER = "asd_ganomaly.traceback"
+"""Tracebacks of handled faults (a diverged run): in train.log, never on the console (that gets one line)."""
+FILE_ONLY_LOGGERS = (TABLE_LOGGER, TRACEBACK_LOGGER)
 LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
 
 
@@ -31,6 +34,16 @@ def route_library_logs() -> None:
         library.propagate = True
 
 
+class RunLogFile(logging.FileHandler):
+    """The handler of a run's ``train.log`` (``hydra.job_logging.handlers.file``): a record it cannot write (a full
+    disk, a read-only folder) is dropped and the run goes on, instead of logging's ``--- Logging error ---`` block
+    and traceback on the console for every record; the console still gets each record, and the run's own error
+    says what failed."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop the record."""
+
+
 class _SweepConsoleFilter(logging.Filter):
     """Warnings and errors, and the sweep's own one-line summaries."""
 
@@ -41,12 +54,12 @@ class _SweepConsoleFilter(logging.Filter):
         return record.levelno >= logging.WARNING or record.name == SWEEP_LOGGER
 
 
-class _TableFilter(logging.Filter):
-    """Everything but the test metrics table."""
+class _FileOnlyFilter(logging.Filter):
+    """Everything but the records of :data:`FILE_ONLY_LOGGERS`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """The table is for train.log."""
-        return record.name != TABLE_LOGGER
+        """The test table and handled tracebacks are for train.log."""
+        return record.name not in FILE_ONLY_LOGGERS
 
 
 @contextmanager
@@ -58,7 +71,7 @@ def quiet_console(enabled: bool = True) -> Iterator[None]:
         for h in logging.getLogger().handlers
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
     ]
-    filters = [_TableFilter(), *([_SweepConsoleFilter()] if enabled else [])]
+    filters = [_FileOnlyFilter(), *([_SweepConsoleFilter()] if enabled else [])]
     for handler in handlers:
         for console_filter in filters:
             handler.addFilter(console_filter)

@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ..core.errors import SOME_INPUTS_FAILED
 from .files import METRICS_FILE
 from .identity import SWEEP_KEYS, override_key
 
@@ -108,8 +109,12 @@ class SweepConsole(Callback):
         print(f"sweep: varies {', '.join(keys) or 'nothing'}; one line per run, each run's log in its train.log")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """One line: how many runs were done, skipped, failed (and left unfinished), and the time taken."""
+        """One line: how many runs were done, skipped, failed (and left unfinished), and the time taken; a sweep
+        with failed runs exits 1 (the others written, each failure in its metrics.json), as the README's table."""
         if self.started is None or self.since is None:
             return
         seconds = time.time() - self.started
-        print(tally_line(sweep_tally(Path(config.hydra.sweep.dir), self.since), seconds), flush=True)
+        tally = sweep_tally(Path(config.hydra.sweep.dir), self.since)
+        print(tally_line(tally, seconds), flush=True)
+        if tally["failed"]:
+            raise SystemExit(SOME_INPUTS_FAILED)

@@ -3,13 +3,16 @@
 
 - a user error (:class:`~asd_ganomaly.core.errors.UserError`) in a single run is one line on stderr and exit 2
   (the traceback with ``HYDRA_FULL_ERROR=1``); refused before any work, it leaves no run folder behind;
+- a handled failure (:class:`~asd_ganomaly.core.errors.HandledFailure`: a diverged loss) is one line and exit 1,
+  its traceback in train.log only;
 - any other failure is a bug: logged with its traceback, a single run re-raises it;
 - a failed run gets a metrics.json of status ``failed`` (in a multirun every failed job does, and the sweep
   goes on); a folder of another config (:class:`~asd_ganomaly.runs.identity.RunConfigMismatchError`) is left
   alone;
 - the run folder is locked for the run's life (:mod:`~asd_ganomaly.runs.lock`): a second process on it is refused
   at once (one line, exit 2; in a multirun recorded ``skipped: running elsewhere``);
-- SIGTERM (pre-emption, ``scontrol requeue``) exits 143, not Lightning's 0: the run did not finish;
+- SIGTERM (pre-emption, ``scontrol requeue``) exits 143, not Lightning's 0, and Ctrl-C 130, not Lightning's 1: the
+  run did not finish;
 - every run ends with one console line naming its setting and how it ended (``resumed``, ``skipped``...); in a
   multirun that is all the console gets of it (the full output is in the run's train.log);
 - :func:`one_line_user_errors` wraps the Hydra entry point itself: a user error raised inside Hydra (a run folder
@@ -34,7 +37,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..core.errors import USER_ERROR_EXIT, UserError, error_line
+from ..core.errors import (
+    CTRL_C_EXIT_CODE,
+    SOME_INPUTS_FAILED,
+    USER_ERROR_EXIT,
+    HandledFailure,
+    UserError,
+    error_line,
+)
+from ..core.files import unwritable_cause
 from . import console
 from .checks import discard_unused_run_dir
 from .files import METRICS_FILE, is_finished, run_record, write_json_atomic
@@ -72,6 +83,9 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                     metrics = task(cfg, multirun)
             except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say the run did not finish
                 raise SystemExit(SIGTERM_EXIT_CODE) from None
+            except KeyboardInterrupt:  # Ctrl-C: the checkpoint (if training had started) is saved, no traceback
+                log.warning("stopped by Ctrl-C: run the same command to resume")
+                raise SystemExit(CTRL_C_EXIT_CODE) from None
             except RunConfigMismatchError as error:  # the folder holds another run: leave every file of it alone
                 status = "refused"
                 log.error("%s", error)
@@ -83,9 +97,17 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
             except UserError as error:
                 status = "failed"
                 # refused before any work: leave no folder behind (nor the setting folder above it)
+                unrecorded = None
                 if multirun or not discard_unused_run_dir(out, keep=_log_dir(cfg)):
-                    record_failure(cfg, out, error, traceback=False)
-                user_error(error, multirun)
+                    unrecorded = record_failure(cfg, out, error, traceback=False)
+                user_error(error, multirun, unrecorded)
+            except HandledFailure as error:  # the message says it all: one line, the traceback in train.log
+                status = "failed"
+                unrecorded = record_failure(cfg, out, error, traceback=False)
+                logging.getLogger(console.TRACEBACK_LOGGER).error("run %s failed", out, exc_info=error)
+                if not multirun:
+                    print(f"asd-train: failed: {error}" + (f"; {unrecorded}" if unrecorded else ""), file=sys.stderr)
+                    raise SystemExit(SOME_INPUTS_FAILED) from None
             except Exception as error:
                 status = "failed"
                 record_failure(cfg, out, error, traceback=True)
@@ -116,14 +138,15 @@ def run_name(cfg: DictConfig) -> str:
     return f"{model} {setting_label(cfg)} {machine} sec{config_section(cfg, default='?')}"
 
 
-def user_error(error: UserError, multirun: bool) -> None:
-    """After a user error is logged: a sweep goes on; a single run exits 2 with one line, no traceback unless
-    HYDRA_FULL_ERROR=1."""
+def user_error(error: UserError, multirun: bool, unrecorded: str | None = None) -> None:
+    """After a user error is logged: a sweep goes on; a single run exits 2 with one line (which says so when the
+    failure record could not be written: ``unrecorded``), no traceback unless HYDRA_FULL_ERROR=1."""
     if multirun:
         return
     if wants_full_error():
         raise error
-    print(error_line("asd-train", error), file=sys.stderr)
+    line = error_line("asd-train", error)
+    print(f"{line}; {unrecorded}" if unrecorded else line, file=sys.stderr)
     raise SystemExit(USER_ERROR_EXIT) from None
 
 
@@ -194,6 +217,14 @@ def one_line_user_errors(app: Callable[[], object], prog: str = "asd-train") -> 
             cause = user_error_cause(error)
             if full:
                 raise
+            unwritable = unwritable_cause(error) if cause is None else None
+            if unwritable is not None:  # Hydra's mkdir of the run folder, or its train.log, on a read-only disk
+                print(
+                    f"{prog}: error: cannot write {unwritable.filename}: {unwritable.strerror} "
+                    "(choose a writable paths.log_dir, or hydra.run.dir)",
+                    file=sys.stderr,
+                )
+                raise SystemExit(USER_ERROR_EXIT) from None
             if cause is None:
                 _report_as_hydra(error)
                 raise
@@ -221,8 +252,9 @@ def failure_info(cfg: DictConfig) -> dict:
         }
 
 
-def record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool) -> None:
-    """Log the failure and write a failed metrics.json; a failure to record never hides the error itself."""
+def record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool) -> str | None:
+    """Log the failure and write a failed metrics.json; a failure to record never hides the error itself: it is
+    logged, and returned as a note (``the failure record ... could not be written: ...``), else None."""
     if traceback:
         log.exception("run %s failed", out)
     else:
@@ -231,5 +263,11 @@ def record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool
         out.mkdir(parents=True, exist_ok=True)
         record = run_record(failure_info(cfg), error=f"{type(error).__name__}: {error}")
         write_json_atomic(out / METRICS_FILE, record)
-    except Exception:  # a config so broken that even the record cannot be built
+    except OSError as failure:  # a full or read-only disk: say so beside the run's error
+        note = f"the failure record {out / METRICS_FILE} could not be written either ({failure})"
+        log.error("%s", note)
+        return note
+    except Exception:  # a config so broken that even the record cannot be built: a bug of its own
         log.exception("could not write the failed metrics.json of %s (the run's error is above)", out)
+        return f"the failure record {out / METRICS_FILE} could not be written either"
+    return None
