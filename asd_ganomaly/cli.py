@@ -12,17 +12,31 @@ import functools
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .core.errors import USER_ERROR_EXIT, UserError, error_line
+from .core.errors import CTRL_C_EXIT_CODE, SOME_INPUTS_FAILED, USER_ERROR_EXIT, UserError, error_line
 from .data.dcase import MACHINE_TYPES
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from .data.synth import EVAL_SECTIONS, GROUND_TRUTH, write_synthetic_dataset, write_synthetic_eval_dataset
+    from .data.synth import GROUND_TRUTH, write_synthetic_dataset, write_synthetic_eval_dataset
 
     write = write_synthetic_eval_dataset if args.eval else write_synthetic_dataset
-    root = write(
+    try:
+        root = _synth_set(write, args)
+    except KeyboardInterrupt:
+        logging.warning("%s is marked incomplete until the same command completes it", args.root)
+        raise
+    print(f"synthetic dataset written to {root}")
+    if args.eval:
+        print(f"its test clips carry no labels; the ground truth is in {root / GROUND_TRUTH}")
+
+
+def _synth_set(write: Callable[..., Path], args: argparse.Namespace) -> Path:
+    from .data.synth import EVAL_SECTIONS
+
+    return write(
         args.root,
         machine_types=args.machines,
         sections=args.sections or (EVAL_SECTIONS if args.eval else (0, 1, 2)),
@@ -33,9 +47,6 @@ def _synth(args: argparse.Namespace) -> None:
         severity=args.severity,
         seed=args.seed,
     )
-    print(f"synthetic dataset written to {root}")
-    if args.eval:
-        print(f"its test clips carry no labels; the ground truth is in {root / GROUND_TRUTH}")
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -62,13 +73,14 @@ def _report(args: argparse.Namespace) -> None:
         log_report_to_wandb(files.csv_path.parent, tables, args.project, args.group)
 
 
-def _score(args: argparse.Namespace) -> None:
+def _score(args: argparse.Namespace) -> int:
     from .core.files import check_output
     from .inference.deployed import OnnxScorer
-    from .inference.scoring import is_listed, score_files
+    from .inference.scoring import is_listed, listed_clips, score_files
 
     model_file = args.ckpt or args.onnx
     check_output(args.out, [model_file, *args.inputs], picked=is_listed)
+    listed_clips(args.inputs)  # nothing to score: refused before the model is read
     if args.onnx:
         model = OnnxScorer(args.onnx)
     else:
@@ -93,6 +105,7 @@ def _score(args: argparse.Namespace) -> None:
     )
     warned = f", {counts['warned']} with warnings (see the warnings column)" if counts["warned"] else ""
     print(f"scored {counts['scored']} clips ({decisions}){warned}, {counts['failed']} failed: {args.out}")
+    return SOME_INPUTS_FAILED if counts["failed"] else 0  # the failed files have their error in their row
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -108,13 +121,16 @@ def _export(args: argparse.Namespace) -> None:
 def _submit(args: argparse.Namespace) -> None:
     from .results.challenge import write_submission
 
-    parts = write_submission(args.sweep_dirs, args.out, allow_partial=args.allow_partial)
+    parts = write_submission(args.sweep_dirs, args.out, allow_partial=args.allow_partial, force=args.force)
     print(f"submission of {len(parts)} machine type / section / domain parts ({2 * len(parts)} files) in {args.out}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from .core.files import check_output
     from .results.challenge import evaluate, format_table, write_results
 
+    if args.out:
+        check_output(args.out, [args.submission, args.ground_truth])
     rows = evaluate(args.submission, args.ground_truth)
     print(format_table(rows))
     if args.out:
@@ -214,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR")
     submit.add_argument("--out", required=True, help="submission folder to write")
     submit.add_argument("--allow-partial", action="store_true", help="leave out failed or unfinished runs")
+    submit.add_argument(
+        "--force", action="store_true", help="remove the submission files of another submission in --out first"
+    )
     submit.set_defaults(func=_submit)
 
     evaluate = sub.add_parser("evaluate", help="official metrics of a submission folder against ground-truth files")
@@ -225,19 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``asd-ganomaly``; returns the exit status: 0, 2 for a user error (a bad argument, file or folder: one
-    line), 1 for another failure that is no bug (a download or OS error: one line)."""
+    """Run ``asd-ganomaly``; returns the exit status (README's table): 0 done, 1 some inputs failed (the others
+    written: ``score``) or a failure that is no bug (a download or OS error: one line), 2 a user error (a bad
+    argument, file or folder: one line), 130 Ctrl-C."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: what the command says of it is logged; no traceback
+        print(f"asd-ganomaly {args.command}: interrupted", file=sys.stderr)
+        return CTRL_C_EXIT_CODE
     except UserError as error:  # what the user can fix: one line, exit 2 (as asd-train and argparse)
         print(error_line(f"asd-ganomaly {args.command}", error), file=sys.stderr)
         return USER_ERROR_EXIT
     except (ValueError, OSError, RuntimeError) as error:  # a failure of another kind: one line, exit 1
         print(error_line(f"asd-ganomaly {args.command}", error), file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ from conftest import CLI, CSV_ONLY, LOCK_HOLDER, find_run, run_cli, run_process,
 def test_a_diverged_training_is_a_failed_run_not_a_result_of_auc_one_half(synthetic_root, tmp_path):
     overrides = ["trainer.max_epochs=2", "model.optimizer_g.lr=1e9", "model.optimizer_d.lr=1e9", *CSV_ONLY]
     result = run_cli(train_args(synthetic_root, tmp_path, *overrides), tmp_path, check=False)
-    assert result.returncode != 0
-    metrics = json.loads((find_run(tmp_path / "logs", "fan") / "metrics.json").read_text())
+    assert result.returncode == 1, "a handled failure: exit 1, not a user error's 2"
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("asd-train: failed: ") and "training diverged" in line, line
+    assert "Traceback" not in result.stdout + result.stderr, "one line on the console"
+    run = find_run(tmp_path / "logs", "fan")
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "failed"
     assert "TrainingDivergedError" in metrics["error"] or "diverged" in metrics["error"], metrics["error"]
     assert "dcase_score" not in metrics or metrics["dcase_score"] is None
+    assert "Traceback" in (run / "train.log").read_text(), "the traceback is kept in train.log"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +52,137 @@ def small_disk(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def run_disk(tmp_path):
+    """A 16 MiB tmpfs: room for a small run's checkpoints, filled up on purpose by training_probes.FillDisk."""
+    import subprocess
+
+    mount = tmp_path / "run_disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _full_disk_run(root, work, disk, epochs: int, full_at: int):
+    """A run whose log folder is on ``disk``, which fills up when epoch ``full_at`` starts (-1: at testing); the
+    arguments of the same command without the filling, and the failed run's result."""
+    import training_probes
+
+    args = train_args(
+        root, work, f"trainer.max_epochs={epochs}", "min_free_disk_gb=0", *CSV_ONLY, log_dir=disk / "logs"
+    )
+    fill = training_probes.fill_disk_overrides(disk / "ballast", epoch=full_at)
+    failed = run_process([*args, *fill], work, env={"PYTHONPATH": training_probes.python_path()}, check=False)
+    return args, failed
+
+
+def _one_line_saying_the_disk_is_full(result, name: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "Logging error" not in output, output[-3000:]
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("asd-train: error: could not write ") and f"{name}: No space left" in line, line
+    assert "GB free there" in line and ".tmp" not in line and "could not be written either" not in line, line
+
+
+def _checkpoints(run) -> dict[str, str]:
+    """Each file of the run's checkpoints folder: what it is (a link's target, else "loads"); every one loads."""
+    from asd_ganomaly.runs.resume import is_loadable_checkpoint
+
+    found = {}
+    for path in (run / "checkpoints").iterdir():
+        assert is_loadable_checkpoint(path), f"{path.name} is under a final name and does not load"
+        found[path.name] = f"-> {path.readlink()}" if path.is_symlink() else "loads"
+    return found
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_an_epoch_checkpoint_keeps_the_previous_one_and_the_rerun_resumes_without_v1_files(
+    synthetic_root, tmp_path, run_disk
+):
+    args, failed = _full_disk_run(synthetic_root, tmp_path, run_disk, epochs=2, full_at=1)
+    _one_line_saying_the_disk_is_full(failed, "epoch0001.ckpt")
+    run = find_run(run_disk / "logs")
+    assert _checkpoints(run) == {"epoch0000.ckpt": "loads", "last.ckpt": "-> epoch0000.ckpt"}
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and "No space left" in record["error"], record
+    (run_disk / "ballast").unlink()  # space freed: the same command resumes from epoch 0 and finishes
+    resumed = run_process(args, tmp_path)
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert _checkpoints(run) == {"epoch0001.ckpt": "loads", "last.ckpt": "-> epoch0001.ckpt"}
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_the_final_model_save_is_one_line_and_a_recorded_failure(synthetic_root, tmp_path, run_disk):
+    args, failed = _full_disk_run(synthetic_root, tmp_path, run_disk, epochs=1, full_at=-1)
+    _one_line_saying_the_disk_is_full(failed, "model.ckpt")
+    run = find_run(run_disk / "logs")
+    assert not (run / "model.ckpt").exists() and not list(run.rglob(".*.tmp*")), "nothing partial, no temporary file"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+    assert _checkpoints(run) == {"epoch0000.ckpt": "loads", "last.ckpt": "-> epoch0000.ckpt"}
+    (run_disk / "ballast").unlink()
+    run_process(args, tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert (run / "model.ckpt").stat().st_size > 0
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only tmpfs (root, as CI and the developers' machines run: root ignores permission bits)."""
+    import subprocess
+
+    mount = tmp_path / "read_only"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("key", ["paths.log_dir", "paths.cache_dir"])
+def test_a_read_only_log_or_cache_folder_is_one_line_and_exit_2_before_training(tmp_path, read_only, key):
+    from asd_ganomaly.data.synth import write_synthetic_dataset
+
+    root = write_synthetic_dataset(
+        tmp_path / "data", ["fan"], [0], train_clips=2, target_train_clips=1, test_clips=1, seconds=2.0, progress=False
+    )
+    folder = read_only / key.split(".")[1]
+    result = run_cli([*train_args(root, tmp_path, *CSV_ONLY), f"{key}={folder}"], tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("asd-train: error: ") and str(folder) in line and "Read-only file system" in line, line
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.json")), "nothing trained"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", "--ckpt", "missing.ckpt", "a.wav", "--out"],
+        ["export", "--ckpt", "missing.ckpt", "--onnx"],
+        ["report", "no_sweep", "--out"],  # a folder for results.csv and results.md
+        ["evaluate", "sub", "--ground-truth", "truth", "--out"],
+        ["submit", "no_sweep", "--out"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_an_unwritable_out_is_one_line_naming_the_folder_and_exit_2(tmp_path, read_only, command):
+    if command[0] in ("submit", "report"):  # refused once its runs are found: a finished-looking run of its own
+        run = tmp_path / "no_sweep" / "fan_sec0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"status": "completed", "machine_type": "fan"}))
+        (run / "scores.csv").write_text(
+            "path,section,domain,label,score,decision\nsection_00_source_test_normal_0000.wav,0,source,0,1.0,0\n"
+        )
+    out = read_only / ("out.csv" if command[0] in ("score", "export", "evaluate") else "out")
+    result = run_cli([CLI, *command, str(out)], tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith(f"asd-ganomaly {command[0]}: error: ") and "not writable" in line, line
+    assert str(read_only) in line and "Read-only file system" in line, line
 
 
 def test_a_full_disk_leaves_nothing_partial_under_the_final_name_and_says_so_in_one_line(small_disk):

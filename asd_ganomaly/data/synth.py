@@ -29,6 +29,7 @@ import soundfile as sf
 from scipy import signal
 from tqdm.auto import tqdm
 
+from ..core.files import atomic_output
 from .dcase import DOMAINS, EVAL_SECTIONS, MACHINE_TYPES
 
 RECIPES: dict[str, dict] = {
@@ -207,6 +208,7 @@ def write_synthetic_dataset(
     root = _marked_root(root, seed, severity)
     plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test_clips)
     _write_plan(root, plan, seconds, sample_rate, severity, seed, progress)
+    _mark_complete(root, seed, severity)
     return root
 
 
@@ -219,15 +221,36 @@ def _check_request(machine_types: Sequence[str], counts: Sequence[int], seconds:
         raise ValueError("clip counts, seconds and sample rate must be positive")
 
 
+INCOMPLETE = "INCOMPLETE"
+"""The first word of the marker file while a set is being written (and after an interrupted write)."""
+
+
 def _marked_root(root: str | Path, seed: int, severity: float) -> Path:
-    """``root``, made, with the marker file that says its clips are synthetic."""
+    """``root``, made, with the marker file that says its clips are synthetic, marked incomplete until
+    :func:`_mark_complete`: an interrupted write leaves a set that training refuses until a rerun completes it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text(
-        f"Synthetic machine sounds written by asd-ganomaly synth (seed {seed}, severity {severity}).\n"
-        "Not DCASE data: results on it are not comparable with published numbers.\n"
-    )
+    _write_marker(root, f"{INCOMPLETE}: asd-ganomaly synth is writing this set, or was interrupted: run it again.\n")
     return root
+
+
+def _mark_complete(root: Path, seed: int, severity: float) -> None:
+    _write_marker(
+        root,
+        f"Synthetic machine sounds written by asd-ganomaly synth (seed {seed}, severity {severity}).\n"
+        "Not DCASE data: results on it are not comparable with published numbers.\n",
+    )
+
+
+def _write_marker(root: Path, text: str) -> None:
+    with atomic_output(root / MARKER) as tmp:
+        tmp.write_text(text)
+
+
+def is_incomplete(root: str | Path) -> bool:
+    """True for a synthetic set whose writing has not finished (interrupted: the same command completes it)."""
+    marker = Path(root) / MARKER
+    return marker.is_file() and marker.read_text().startswith(INCOMPLETE)
 
 
 def _write_plan(
@@ -236,9 +259,13 @@ def _write_plan(
     """Synthesise and write every clip of a :func:`_clip_plan` with its dev-layout name."""
     for machine, section, domain, split, label, index in tqdm(plan, desc="synthetic clips", disable=not progress):
         audio = synthesize_clip(machine, section, domain, label, index, seconds, sample_rate, severity, seed, split)
-        path = clip_path(root, machine, section, domain, split, label, index, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, audio, sample_rate, subtype="PCM_16")
+        _write_wav(clip_path(root, machine, section, domain, split, label, index, seed), audio, sample_rate)
+
+
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """A 16-bit WAV, written whole or not at all (an interrupted write leaves no half file)."""
+    with atomic_output(path) as tmp:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def is_synthetic(root: str | Path) -> bool:
@@ -292,6 +319,7 @@ def write_synthetic_eval_dataset(
     parts = [(m, s, d) for m in machine_types for s in sections for d in DOMAINS]
     for machine, section, domain in tqdm(parts, desc="synthetic evaluation clips", disable=not progress):
         _write_eval_part(root, machine, section, domain, test_clips, seconds, sample_rate, severity, seed)
+    _mark_complete(root, seed, severity)
     return root
 
 
@@ -311,9 +339,8 @@ def _write_eval_part(
     for number, (label, index) in enumerate(eval_test_order(machine, section, domain, test_clips, seed)):
         audio = synthesize_clip(machine, section, domain, label, index, seconds, sample_rate, severity, seed, "test")
         path = eval_test_path(root, machine, section, domain, number)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, audio, sample_rate, subtype="PCM_16")
+        _write_wav(path, audio, sample_rate)
         rows.append(f"{path.name},{int(label == 'anomaly')}\n")
     truth = ground_truth_path(root, machine, section, domain)
-    truth.parent.mkdir(parents=True, exist_ok=True)
-    truth.write_text("".join(rows))
+    with atomic_output(truth) as tmp:
+        tmp.write_text("".join(rows))

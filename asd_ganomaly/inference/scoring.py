@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from ..core.errors import UserError
 from ..core.files import atomic_output, check_output
 from ..data.audio import AudioError, read_ahead, read_wav
 from ..data.dcase import DatasetError, parse_clip_name
@@ -43,6 +44,10 @@ def is_listed(path: Path) -> bool:
     return path.suffix.lower() == ".wav"
 
 
+class NoClipsError(UserError, ValueError):
+    """The inputs of ``score`` hold no WAV file: nothing to score."""
+
+
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given (missing ones too: they are reported as errors), folders expanded to the WAV files
     below them (recursively, case-insensitive ``.wav``, sorted)."""
@@ -55,6 +60,14 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             files += found
         else:
             files.append(item)
+    return files
+
+
+def listed_clips(inputs: Sequence[str | Path]) -> list[Path]:
+    """:func:`expand_inputs`, refused (:class:`NoClipsError`) when it lists nothing."""
+    files = expand_inputs(inputs)
+    if not files:
+        raise NoClipsError(f"no WAV files found in {', '.join(map(str, inputs)) or 'the inputs'}")
     return files
 
 
@@ -162,9 +175,7 @@ def score_files(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     out_csv = check_output(out_csv, inputs, picked=is_listed)
-    files = expand_inputs(inputs)
-    if not files:
-        raise ValueError(f"no WAV files found in {', '.join(map(str, inputs)) or 'the inputs'}")
+    files = listed_clips(inputs)
     scorer = as_scorer(model)
     config = scorer.feature_config
     limit = scorer.threshold if threshold is None else float(threshold)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import UserError
-from ..core.files import atomic_output
+from ..core.files import atomic_output, check_writable_folder
 from ..data.dcase import DOMAINS
 from ..evaluation.metrics import auc_pauc, decision_metrics, harmonic_mean, official_score
 from ..runs.files import METRICS_FILE, SCORES_FILE, read_scores
@@ -32,6 +32,9 @@ FILE_NAME = re.compile(
     r"^(?P<kind>anomaly_score|decision_result|ground_truth)_(?P<machine>.+)_section_(?P<section>\d{2})_"
     r"(?P<domain>source|target)_test\.csv$"
 )
+META_FILE = "meta.yaml"
+META_KEY = "asd_ganomaly"
+"""The entry of meta.yaml that lists the runs and parts a submission folder was written from."""
 RESULT_COLUMNS = ("machine_type", "section", "domain", "auc", "pauc", "precision", "recall", "f1")
 
 
@@ -113,6 +116,7 @@ def evaluate(submission: str | Path, ground_truth: str | Path) -> list[dict]:
     if not truths:
         raise SubmissionError(f"no ground_truth_*.csv files in {ground_truth}")
     submission = Path(submission)
+    check_meta(submission)
     rows = []
     for part, truth_path in sorted(truths.items()):
         labels = read_rows(truth_path, binary=True)
@@ -187,10 +191,14 @@ def _number(value: float) -> str:
     return f"{value:.6f}"
 
 
-def write_submission(sweep_dirs: list[str | Path], out: str | Path, allow_partial: bool = False) -> list[Part]:
+def write_submission(
+    sweep_dirs: list[str | Path], out: str | Path, allow_partial: bool = False, force: bool = False
+) -> list[Part]:
     """Per machine type, section and domain of the completed runs below ``sweep_dirs``: the anomaly-score file
     (scores as scores.csv holds them) and the decision file (the run's threshold), plus ``meta.yaml`` for the
-    participant to complete. A failed or unfinished run stops it (listing them) unless ``allow_partial``."""
+    participant to complete, which lists the runs and parts. A failed or unfinished run stops it (listing them)
+    unless ``allow_partial``; so does an ``out`` holding submission files these runs do not write (another
+    submission's: they would be scored with these), unless ``force``, which removes them first."""
     runs, trouble = _completed_runs(sweep_dirs)
     if trouble and not allow_partial:
         raise SubmissionError(
@@ -212,12 +220,38 @@ def write_submission(sweep_dirs: list[str | Path], out: str | Path, allow_partia
         names = [Path(r["path"]).name for r in rows]
         if len(set(names)) != len(names):
             raise SubmissionError(f"{part.file_name('anomaly_score')}: several runs scored the same clips")
+    check_writable_folder(out, "--out")
+    _clear_other_submission(out, set(by_part), force)
+    for part, rows in sorted(by_part.items()):
+        names = [Path(r["path"]).name for r in rows]
         _write_pairs(out / part.file_name("anomaly_score"), [(n, r["score"]) for n, r in zip(names, rows, strict=True)])
         _write_pairs(
             out / part.file_name("decision_result"), [(n, r["decision"]) for n, r in zip(names, rows, strict=True)]
         )
-    _write_meta(out / "meta.yaml", runs)
+    _write_meta(out / META_FILE, runs, sorted(by_part))
     return sorted(by_part)
+
+
+def submission_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that a submission is made of: score and decision files, ``meta.yaml``."""
+    if not folder.is_dir():
+        return []
+    kinds = ("anomaly_score_", "decision_result_")
+    return sorted(p for p in folder.iterdir() if p.name == META_FILE or p.name.startswith(kinds))
+
+
+def _clear_other_submission(out: Path, parts: set[Part], force: bool) -> None:
+    """Refuse (or, ``force``, remove) the submission files of ``out`` that writing ``parts`` would not replace."""
+    ours = {part.file_name(kind) for part in parts for kind in ("anomaly_score", "decision_result")} | {META_FILE}
+    others = [p for p in submission_files(out) if p.name not in ours]
+    if others and not force:
+        names = ", ".join(p.name for p in others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        raise SubmissionError(
+            f"{out} holds files of another submission ({names}): they would be evaluated with this one; "
+            "choose an empty --out, or pass --force to remove them first"
+        )
+    for path in others if force else []:
+        path.unlink()
 
 
 def _completed_runs(sweep_dirs: list[str | Path]) -> tuple[list[Path], list[str]]:
@@ -246,8 +280,9 @@ def _write_pairs(path: Path, pairs: list[tuple[str, str]]) -> None:
         csv.writer(handle, lineterminator="\n").writerows(pairs)
 
 
-def _write_meta(path: Path, runs: list[Path]) -> None:
-    """A meta-data YAML with what the runs know, the rest marked for the participant to fill in."""
+def _write_meta(path: Path, runs: list[Path], written: list[Part]) -> None:
+    """A meta-data YAML with what the runs know, the rest marked for the participant to fill in; its
+    ``asd_ganomaly`` entry lists the runs and the parts of the files (what :func:`check_meta` compares)."""
     records = [json.loads((run / METRICS_FILE).read_text()) for run in runs]
     models = sorted({r.get("model", "?") for r in records})
     lines = [
@@ -268,8 +303,48 @@ def _write_meta(path: Path, runs: list[Path]) -> None:
         if parts:
             auc, pauc = harmonic_mean(p["auc"] for p in parts), harmonic_mean(p["pauc"] for p in parts)
             lines.append(f"    {machine}: {{harmonic_mean_auc: {100 * auc:.2f}, harmonic_mean_pauc: {100 * pauc:.2f}}}")
+    lines += [
+        "# what asd-ganomaly wrote: the runs and the parts (machine_section_XX_domain) of this folder's files",
+        f"{META_KEY}:",
+        f"  runs: [{', '.join(json.dumps(r.get('run_id', '?') + ' ' + r['machine_type']) for r in records)}]",
+        f"  parts: [{', '.join(_part_name(part) for part in written)}]",
+    ]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _part_name(part: Part) -> str:
+    """``fan_section_00_source``: the part as the submission file names spell it."""
+    return part.file_name("x")[2 : -len("_test.csv")]
+
+
+def check_meta(submission: Path) -> None:
+    """Where ``meta.yaml`` lists its parts (``asd-ganomaly submit`` wrote it), the score and decision files must be
+    those parts: a file of another submission, or one missing, is an error naming them."""
+    from omegaconf import OmegaConf
+
+    meta = submission / META_FILE
+    if not meta.is_file():
+        return
+    try:
+        content = OmegaConf.to_container(OmegaConf.load(meta))
+        listed = ((content if isinstance(content, dict) else {}).get(META_KEY) or {}).get("parts")
+    except Exception as error:  # OmegaConf reports bad YAML as several error types: all mean "not readable"
+        raise SubmissionError(f"{meta} is not a readable YAML mapping: {error}") from None
+    if listed is None:
+        return
+    files = {}
+    for kind in ("anomaly_score", "decision_result"):
+        files |= {f"{_part_name(part)} ({kind})": path for part, path in parts_in(submission, kind).items()}
+    expected = {f"{name} ({kind})" for name in map(str, listed) for kind in ("anomaly_score", "decision_result")}
+    extra, missing = sorted(files.keys() - expected), sorted(expected - files.keys())
+    if extra or missing:
+        said = [f"not in meta.yaml: {', '.join(extra[:4])}"] * bool(extra)
+        said += [f"in meta.yaml but absent: {', '.join(missing[:4])}"] * bool(missing)
+        raise SubmissionError(
+            f"{submission} mixes submissions: its files are not the parts its {META_FILE} lists ({'; '.join(said)}); "
+            "write it again with asd-ganomaly submit --force"
+        )
 
 
 def _domain_results(record: dict) -> list[dict]:

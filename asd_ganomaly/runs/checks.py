@@ -29,6 +29,7 @@ from ..data.dcase import (
     parse_section,
     train_clips,
 )
+from ..data.synth import is_incomplete
 from .identity import SECTION_KEY, config_section
 from .lock import LOCK_FILE
 
@@ -172,6 +173,11 @@ def check_data(data: DictConfig | Mapping) -> tuple[list[ClipInfo], list[ClipInf
     unusable file (unless ``on_bad_file`` is ``skip``). Returns the usable training and test clips.
     """
     root, machine, section = data["root"], data["machine_type"], parse_section(data["section"])
+    if is_incomplete(root):
+        raise DatasetError(
+            f"{root} is a synthetic set that asd-ganomaly synth has not finished writing (interrupted?): run the "
+            "same synth command again to complete it"
+        )
     which = "every section" if section is None else f"section {section:02d}"
     skip = data.get("on_bad_file", "error") == "skip"
     train = train_clips(root, machine, section, list(data.get("extra_train_roots") or []))

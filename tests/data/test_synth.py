@@ -115,3 +115,51 @@ def test_target_domain_is_shifted():
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         write_synthetic_dataset(tmp_path, **{"progress": False, **kwargs})
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_synth_exits_130_without_a_traceback_and_leaves_a_set_marked_incomplete(tmp_path):
+    """A real Ctrl-C (SIGINT) once the first clips are written: exit 130, one line saying the set is incomplete,
+    every WAV written whole, and training refuses the set until the same command completes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import soundfile as sf
+
+    from asd_ganomaly.data.dcase import DatasetError
+    from asd_ganomaly.data.synth import is_incomplete
+    from asd_ganomaly.runs.checks import check_data
+
+    root = tmp_path / "data"
+    command = [sys.executable, "-m", "asd_ganomaly.cli", "synth", str(root), "--machines", "fan", "--sections", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # 1,000 clips, 10 s
+    try:
+        while not list(root.rglob("*.wav")) and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stdout + stderr, stderr
+    assert "marked incomplete until the same command completes it" in stderr
+    assert is_incomplete(root)
+    for path in root.rglob("*.wav"):  # whole files only: each written to a temporary name, then renamed
+        assert sf.info(str(path)).frames == 160_000, path
+    data = {"root": str(root), "machine_type": "fan", "section": 0}
+    with pytest.raises(DatasetError, match="has not finished writing .* run the same synth command again"):
+        check_data(data)
+
+
+def test_a_rerun_completes_a_set_an_interruption_left_incomplete(tmp_path):
+    from asd_ganomaly.data.synth import MARKER, is_incomplete, write_synthetic_dataset
+
+    arguments = {"machine_types": ["fan"], "sections": [0], "train_clips": 2, "test_clips": 1, "seconds": 1.0}
+    root = write_synthetic_dataset(tmp_path, **arguments, progress=False)
+    complete = (root / MARKER).read_text()
+    (root / MARKER).write_text("INCOMPLETE: as an interrupted synth leaves it\n")
+    assert is_incomplete(root)
+    write_synthetic_dataset(tmp_path, **arguments, progress=False)
+    assert not is_incomplete(root) and (root / MARKER).read_text() == complete

@@ -115,3 +115,52 @@ def test_submit_then_evaluate_gives_the_runs_own_metrics(ganomaly_run, tmp_path)
     assert "harmonic_mean_auc" in (submission / "meta.yaml").read_text()
     scores = (submission / "anomaly_score_fan_section_00_source_test.csv").read_text().splitlines()
     assert scores[0].startswith("section_00_source_test_") and len(scores[0].split(",")) == 2
+
+
+def _ground_truth_of(run: Path, truth: Path) -> Path:
+    """The ground-truth files of a run's test clips, from the run's own labels."""
+    with open(run / "scores.csv") as handle:
+        for row in csv.DictReader(handle):
+            path = truth / f"ground_truth_{run.name.split('_sec')[0]}_section_00_{row['domain']}_test.csv"
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "a") as out:
+                out.write(f"{Path(row['path']).name},{row['label']}\n")
+    return truth
+
+
+@pytest.mark.slow
+def test_submit_refuses_a_folder_of_another_submission_unless_forced_and_evaluate_names_a_mix(
+    tiny_sweep, ganomaly_run, tmp_path
+):
+    """A fan-only submission written over a fan + valve one: refused naming the valve files (nothing written);
+    ``--force`` removes them first, and meta.yaml then lists the one run and fan's parts. A valve file copied back
+    in by hand: evaluate names it instead of scoring the mix."""
+    sweep, _ = tiny_sweep  # fan and valve completed, drill failed (shared: read only)
+    out = tmp_path / "submission"
+    run_cli(cli_args("submit", sweep, "--out", out, "--allow-partial"), tmp_path)
+    both = sorted(p.name for p in out.iterdir())
+    assert len(both) == 9 and "anomaly_score_valve_section_00_source_test.csv" in both
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    fan_only = ganomaly_run.parents[2]
+    refused = run_cli(cli_args("submit", fan_only, "--out", out), tmp_path, check=False)
+    assert refused.returncode == 2
+    (line,) = [x for x in refused.stderr.splitlines() if x.strip()]
+    assert line.startswith("asd-ganomaly submit: error: ") and "holds files of another submission" in line, line
+    assert "anomaly_score_valve_section_00_source_test.csv" in line and "--force" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "a refused submit writes nothing"
+    run_cli(cli_args("submit", fan_only, "--out", out, "--force"), tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == [
+        *(f"{kind}_fan_section_00_{domain}_test.csv" for kind in ("anomaly_score", "decision_result")
+          for domain in ("source", "target")), "meta.yaml"]  # fmt: skip
+    meta = (out / "meta.yaml").read_text()
+    assert "runs: 1" in meta and "parts: [fan_section_00_source, fan_section_00_target]" in meta, meta
+    truth = _ground_truth_of(ganomaly_run, tmp_path / "truth")
+    assert {row["domain"] for row in evaluate(out, truth)} == {"source", "target"}
+    valve = "anomaly_score_valve_section_00_source_test.csv"
+    (out / valve).write_bytes(before[valve])
+    with pytest.raises(SubmissionError, match="not in meta.yaml: valve_section_00_source \\(anomaly_score\\)"):
+        evaluate(out, truth)
+    (out / valve).unlink()
+    (out / "decision_result_fan_section_00_target_test.csv").unlink()
+    with pytest.raises(SubmissionError, match="in meta.yaml but absent: fan_section_00_target \\(decision_result\\)"):
+        evaluate(out, truth)
