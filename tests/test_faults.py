@@ -2,6 +2,7 @@
 a recorded failure or a correct result."""
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from conftest import CLI, CSV_ONLY, LOCK_HOLDER, find_run, run_cli, run_process, tone, train_args, write_wav
@@ -42,28 +43,31 @@ def test_non_finite_or_constant_test_scores_fail_the_run(values, message):
         module._check_test_scores(scores)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KiB tmpfs (root, as CI and the developers' machines run): a real full disk."""
+@contextmanager
+def tmpfs(mount, options: str):
+    """A real tmpfs mounted at the new folder ``mount`` (root, as CI and the developers' machines run)."""
     import subprocess
 
-    mount = tmp_path / "disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs: a real full disk."""
+    with tmpfs(tmp_path / "disk", "size=256k") as mount:
+        yield mount
 
 
 @pytest.fixture
 def run_disk(tmp_path):
     """A 16 MiB tmpfs: room for a small run's checkpoints, filled up on purpose by training_probes.FillDisk."""
-    import subprocess
-
-    mount = tmp_path / "run_disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "run_disk", "size=16m") as mount:
+        yield mount
 
 
 def _full_disk_run(root, work, disk, epochs: int, full_at: int):
@@ -132,14 +136,9 @@ def test_a_full_disk_at_the_final_model_save_is_one_line_and_a_recorded_failure(
 
 @pytest.fixture
 def read_only(tmp_path):
-    """A read-only tmpfs (root, as CI and the developers' machines run: root ignores permission bits)."""
-    import subprocess
-
-    mount = tmp_path / "read_only"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A read-only tmpfs (root ignores permission bits: a read-only mount is what refuses it)."""
+    with tmpfs(tmp_path / "read_only", "ro,size=64k") as mount:
+        yield mount
 
 
 @pytest.mark.parametrize("key", ["paths.log_dir", "paths.cache_dir"])
