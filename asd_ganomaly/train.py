@@ -21,10 +21,12 @@ import logging
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -37,6 +39,7 @@ from .runs.checks import check_data, check_selection, unknown_key_hints, validat
 from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
+from .runs.ranks import is_rank_zero, job_of_a_sweep
 from .runs.resume import resume_checkpoint
 from .runs.study import register_study_resolver
 from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_log_model, wandb_run_args
@@ -87,9 +90,11 @@ def _compose_now(overrides: tuple[str, ...], return_hydra_config: bool) -> DictC
         return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
-def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.Trainer:
+def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool, trains: bool = True) -> L.Trainer:
     """Trainer with the configured loggers and callbacks plus the run's lifecycle callbacks. In a multirun no
-    progress bars or model summaries (the console shows one line per run); validation only with select_on_test."""
+    progress bars or model summaries (the console shows one line per run); validation only with select_on_test;
+    ``strategy=ddp`` as ``ddp_find_unused_parameters_true`` (what ``trainer=ddp`` sets), and one process for a model
+    that ``trains`` nothing (k-NN: DDP has no gradient to share)."""
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if multirun:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -103,14 +108,20 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool) -> L.T
         callbacks.append(ModelCheckpoint(**checkpoints, filename="best", monitor="val/source/auc", mode="max"))
     run_files = RunFiles(out, info, plots=cfg.plots, log_model=wandb_log_model(cfg.get("logger")))
     callbacks += [ThresholdCalibration(), run_files]
-    quiet = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
+    settings = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if strategy == "ddp":  # GANomaly's two steps each leave part of the net without gradients
+        settings["strategy"] = "ddp_find_unused_parameters_true"
+    if strategy.startswith("ddp") and not trains:  # nothing to train (k-NN): one process holds every clip anyway
+        log.info("the model trains no parameter: one process instead of %s", strategy)
+        settings |= {"strategy": "auto", "devices": 1}
     return hydra.utils.instantiate(
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger"), wandb_run_args(cfg, info)) or False,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         limit_val_batches=1.0 if cfg.select_on_test else 0,
-        **quiet,
+        **settings,
     )
 
 
@@ -148,7 +159,8 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     check_selection(bool(cfg.select_on_test), test_clips)
     if cfg.data.get("cache_dir"):  # the features go there: checked before any is made
         check_writable_folder(cfg.data.cache_dir, "data.cache_dir (paths.cache_dir)")
-    write_run_config(out, info["config"], info["overrides"])
+    if is_rank_zero():  # the other ranks of a DDP run write nothing
+        write_run_config(out, info["config"], info["overrides"])
     check_output_dir(out, cfg.min_free_disk_gb)
     L.seed_everything(cfg.seed, workers=True)
 
@@ -156,16 +168,18 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     model = build_detector(model_config)
     model.model_config = model_config
-    trainer = build_trainer(cfg, out, info, multirun)
+    trainer = build_trainer(cfg, out, info, multirun, trains=any(p.requires_grad for p in model.parameters()))
 
     resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt or dangling: fallback
     if resume_from:
         log.info("resuming from %s", resume_from)
-    fit(trainer, model, datamodule, resume_from)  # Ctrl-C or SIGTERM: saved at a batch's end, then exits
-    best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
-    # Lightning's table cuts the names (auc_low and auc_high both read .../source/auc...): a whole-name table
-    # goes to train.log instead, the console gets the run's one-line summary
-    trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False)
+    # a job of a sweep: another DDP rank is started as this job alone, never as the sweep
+    with job_of_a_sweep(HydraConfig.get().overrides.task) if multirun else nullcontext():
+        fit(trainer, model, datamodule, resume_from)  # Ctrl-C or SIGTERM: saved at a batch's end, then exits
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None) if cfg.select_on_test else None
+        # Lightning's table cuts the names (auc_low and auc_high both read .../source/auc...): a whole-name table
+        # goes to train.log instead, the console gets the run's one-line summary
+        trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False)
     log_test_table(model.test_metrics)
     # the values logged at test end (in trainer.callback_metrics as float32 tensors), at full precision: the
     # same numbers as metrics.json's "logged", so a sweeper sees what the run folder says

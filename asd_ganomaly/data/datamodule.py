@@ -46,6 +46,9 @@ class TensorBatches:
     in every checkpoint (it fetches no batch ahead of a loader of known length), so a run resumed from a
     checkpoint saved mid-epoch (Ctrl-C, SIGTERM) trains on exactly the batches an uninterrupted run would.
     ``draws``: the rows one pass hands out, repeats allowed (default: every row once).
+    ``shard``: ``(rank, world size)`` of a DDP run: this rank's batches are every world-size-th batch of the pass,
+    from the rank-th on; a rank short of one at the end repeats a batch from the pass's start (as PyTorch's
+    ``DistributedSampler`` pads), so that every rank takes as many steps.
     """
 
     def __init__(
@@ -56,9 +59,11 @@ class TensorBatches:
         drop_last: bool = False,
         seed: int = 0,
         draws: torch.Tensor | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.rank, self.world = shard
         self.tensors = tensors
         self.draws = draws if draws is not None else torch.arange(len(tensors[0]), device=tensors[0].device)
         self.batch_size = batch_size
@@ -70,6 +75,10 @@ class TensorBatches:
         self._resume: dict | None = None
 
     def __len__(self) -> int:
+        return -(-self._pass_length() // self.world)
+
+    def _pass_length(self) -> int:
+        """The batches of one pass over every rank."""
         n = len(self.draws)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
@@ -90,8 +99,10 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.draws[self.sampler.permutation(len(self.draws), self.draws.device)] if self.shuffle else self.draws
+        batches = self._pass_length()
         for i in range(self._start(), len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            b = (i * self.world + self.rank) % batches  # this rank's i-th batch of the pass
+            index = order[b * self.batch_size : (b + 1) * self.batch_size]
             self.position = i + 1
             yield tuple(t[index] for t in self.tensors)
 
@@ -166,7 +177,7 @@ class SectionDataModule(L.LightningDataModule):
     @property
     def device(self) -> torch.device:
         """The trainer's device, or the CPU outside a trainer."""
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.trainer  # a LightningDataModule's (a LightningModule's is _trainer)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _keep_on_device(self) -> bool:
@@ -215,11 +226,14 @@ class SectionDataModule(L.LightningDataModule):
         return sorted(set(self.train_sections.tolist())) if self.train_sections is not None else []
 
     def train_dataloader(self) -> TensorBatches:
-        """Shuffled batches of (features, section), drawn from tensors that stay on their device."""
+        """Shuffled batches of (features, section), drawn from tensors that stay on their device; in a DDP run,
+        each rank's share of them (every rank holds every clip: statistics, threshold and test use them all)."""
         tensors = (self.train_features, self.train_sections)
         draws = balanced_draws(self.train_domains) if self.balance_domains else None
+        trainer = self.trainer
+        shard = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return TensorBatches(
-            tensors, self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed, draws=draws
+            tensors, self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed, draws=draws, shard=shard
         )
 
     def train_eval_batches(self) -> TensorBatches:

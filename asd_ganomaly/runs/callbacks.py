@@ -40,8 +40,9 @@ class InterruptCheckpoint(Callback):
         self._previous_handler: object = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Turn Ctrl-C into Lightning's stop at the end of the batch (signals can be set in the main thread only)."""
-        if threading.current_thread() is threading.main_thread():
+        """Turn Ctrl-C into Lightning's stop at the end of the batch (signals can be set in the main thread only;
+        not in a DDP run, where Lightning's SIGTERM path waits on the other ranks: there Ctrl-C stops at once)."""
+        if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
             self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -104,11 +105,14 @@ class RunFiles(Callback):
         self.log_model = log_model
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Write the run's files from the results the module computed at the end of the test epoch."""
+        """Write the run's files from the results the module computed at the end of the test epoch (rank 0 of a
+        DDP run: every rank scored every test clip)."""
+        trainer.save_checkpoint(self.out / "model.ckpt", weights_only=False)  # every rank: a collective call
+        if not trainer.is_global_zero:
+            return
         datamodule = trainer.datamodule
         threshold = pl_module.threshold.item()
         write_scores(self.out / SCORES_FILE, datamodule.test_clips, pl_module.test_scores, threshold)
-        trainer.save_checkpoint(self.out / "model.ckpt", weights_only=False)  # atomic: AtomicCheckpointIO
         if self.plots and getattr(datamodule, "labelled", True):  # ROC and histograms by label need labels
             self._plots(trainer, pl_module)
         self._wandb(trainer, pl_module)

@@ -10,7 +10,8 @@
   goes on); a folder of another config (:class:`~asd_ganomaly.runs.identity.RunConfigMismatchError`) is left
   alone;
 - the run folder is locked for the run's life (:mod:`~asd_ganomaly.runs.lock`): a second process on it is refused
-  at once (one line, exit 2; in a multirun recorded ``skipped: running elsewhere``);
+  at once (one line, exit 2; in a multirun recorded ``skipped: running elsewhere``); the other ranks of a DDP run
+  (:mod:`~asd_ganomaly.runs.ranks`) are the same run: rank 0 holds the lock, records and prints;
 - SIGTERM (pre-emption, ``scontrol requeue``) exits 143, not Lightning's 0, and Ctrl-C 130, not Lightning's 1: the
   run did not finish;
 - every run ends with one console line naming its setting and how it ended (``resumed``, ``skipped``...); in a
@@ -28,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -51,6 +52,7 @@ from .checks import discard_unused_run_dir
 from .files import METRICS_FILE, is_finished, run_record, write_json_atomic
 from .identity import RunConfigMismatchError, config_section, run_info, setting_label
 from .lock import RunLockedError, run_lock
+from .ranks import is_rank_zero
 from .resume import SIGTERM_EXIT_CODE
 from .tracking import finish_wandb
 
@@ -73,13 +75,14 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
     def wrapped(cfg: DictConfig) -> dict[str, float]:
         out = Path(cfg.paths.output_dir)
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        owner = is_rank_zero()  # another rank of a DDP run: the same run, its files rank 0's
         console.route_library_logs()
         started, metrics = time.monotonic(), {}
         status = "skipped (finished before)" if cfg.skip_finished and is_finished(out) else "completed"
         resumed = status == "completed" and bool(cfg.resume) and any((out / "checkpoints").glob("*.ckpt"))
-        with console.quiet_console(multirun):
+        with console.quiet_console(multirun or not owner):
             try:
-                with run_lock(out):  # one process per run folder; a second one is refused at once
+                with run_lock(out) if owner else nullcontext():  # one run per folder; a second one is refused
                     metrics = task(cfg, multirun)
             except SIGTERMException:  # Lightning's exception for SIGTERM exits 0: say the run did not finish
                 raise SystemExit(SIGTERM_EXIT_CODE) from None
@@ -119,7 +122,8 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                 status = "resumed"
             job = HydraConfig.get().job.num if multirun else None
             line = console.run_summary(job, run_name(cfg), metrics, time.monotonic() - started, status)
-            logging.getLogger(console.SWEEP_LOGGER).info(line)
+            if owner:
+                logging.getLogger(console.SWEEP_LOGGER).info(line)
         return metrics
 
     return wrapped
@@ -259,6 +263,8 @@ def record_failure(cfg: DictConfig, out: Path, error: Exception, traceback: bool
         log.exception("run %s failed", out)
     else:
         log.error("run %s failed: %s", out, error)
+    if not is_rank_zero():  # rank 0 records the run's failure
+        return None
     try:
         out.mkdir(parents=True, exist_ok=True)
         record = run_record(failure_info(cfg), error=f"{type(error).__name__}: {error}")

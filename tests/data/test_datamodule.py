@@ -176,3 +176,14 @@ def test_balance_domains_draws_the_target_training_clips_as_often_as_the_source_
     target_rows = balanced.train_features[balanced.train_domains == 1]
     times_drawn = [int((drawn == row).flatten(1).all(1).sum()) for row in target_rows]
     assert times_drawn == [3, 3]
+
+
+def test_the_device_is_the_trainers_and_auto_keeps_features_there_off_the_cpu(tmp_path):
+    """``data.on_device=auto``: on a trainer's accelerator (here the meta device, a stand-in for a GPU) the
+    features are kept there; outside a trainer, the CPU."""
+    from types import SimpleNamespace
+
+    module = SectionDataModule(root=str(tmp_path), machine_type="fan", section=0)
+    assert module.device == torch.device("cpu") and not module._keep_on_device()
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    assert module.device == torch.device("meta") and module._keep_on_device()
