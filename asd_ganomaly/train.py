@@ -39,7 +39,7 @@ from .runs.checks import check_data, check_selection, unknown_key_hints, validat
 from .runs.console import log_test_table
 from .runs.files import METRICS_FILE, check_output_dir, check_run_config, is_finished, read_metrics, write_run_config
 from .runs.identity import register_resolvers, run_info
-from .runs.ranks import is_rank_zero, job_of_a_sweep
+from .runs.ranks import is_rank_zero, job_device, job_of_a_sweep
 from .runs.resume import resume_checkpoint
 from .runs.study import register_study_resolver
 from .runs.tracking import instantiate_callbacks, instantiate_loggers, wandb_log_model, wandb_run_args
@@ -90,11 +90,13 @@ def _compose_now(overrides: tuple[str, ...], return_hydra_config: bool) -> DictC
         return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
-def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool, trains: bool = True) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, out: Path, info: dict, multirun: bool, trains: bool = True, gpu: int | None = None
+) -> L.Trainer:
     """Trainer with the configured loggers and callbacks plus the run's lifecycle callbacks. In a multirun no
     progress bars or model summaries (the console shows one line per run); validation only with select_on_test;
-    ``strategy=ddp`` as ``ddp_find_unused_parameters_true`` (what ``trainer=ddp`` sets), and one process for a model
-    that ``trains`` nothing (k-NN: DDP has no gradient to share)."""
+    ``strategy=ddp`` as ``ddp_find_unused_parameters_true`` (what ``trainer=ddp`` sets), one process for a model
+    that ``trains`` nothing (k-NN: DDP has no gradient to share), and GPU ``gpu`` alone when given."""
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if multirun:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -109,6 +111,8 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool, trains
     run_files = RunFiles(out, info, plots=cfg.plots, log_model=wandb_log_model(cfg.get("logger")))
     callbacks += [ThresholdCalibration(), run_files]
     settings = {"enable_progress_bar": False, "enable_model_summary": False} if multirun else {}
+    if gpu is not None:  # a job of the parallel launcher: its own GPU
+        settings["devices"] = [gpu]
     strategy = str(cfg.trainer.get("strategy", "auto"))
     if strategy == "ddp":  # GANomaly's two steps each leave part of the net without gradients
         settings["strategy"] = "ddp_find_unused_parameters_true"
@@ -123,6 +127,21 @@ def build_trainer(cfg: DictConfig, out: Path, info: dict, multirun: bool, trains
         limit_val_batches=1.0 if cfg.select_on_test else 0,
         **settings,
     )
+
+
+def parallel_job_gpu(cfg: DictConfig) -> int | None:
+    """The GPU of this job when the parallel launcher runs several at once (job k on GPU k mod G, see
+    :func:`~asd_ganomaly.runs.ranks.job_device`); None for another launcher or on a machine without a GPU."""
+    hydra_cfg = HydraConfig.get()
+    if "joblib" not in str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).lower():
+        return None
+    import torch
+
+    gpus = torch.cuda.device_count()
+    gpu = job_device(hydra_cfg.job.num, gpus, cfg.trainer.get("devices", 1), str(cfg.trainer.get("accelerator")))
+    if gpu is not None:
+        log.info("job %d of the parallel launcher on GPU %d of %d", hydra_cfg.job.num, gpu, gpus)
+    return gpu
 
 
 def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, ckpt: Path | None) -> None:
@@ -168,7 +187,8 @@ def train(cfg: DictConfig, multirun: bool) -> dict[str, float]:
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     model = build_detector(model_config)
     model.model_config = model_config
-    trainer = build_trainer(cfg, out, info, multirun, trains=any(p.requires_grad for p in model.parameters()))
+    trains = any(p.requires_grad for p in model.parameters())
+    trainer = build_trainer(cfg, out, info, multirun, trains=trains, gpu=parallel_job_gpu(cfg) if multirun else None)
 
     resume_from = resume_checkpoint(out / "checkpoints") if cfg.resume else None  # corrupt or dangling: fallback
     if resume_from:

@@ -1,4 +1,4 @@
-"""Which process of a distributed (DDP) run this is.
+"""Which process of a distributed (DDP) run this is, and which GPU a job of the parallel launcher takes.
 
 Lightning starts the other processes of a DDP run on one machine by running the same command again, with
 ``LOCAL_RANK`` set and the run's folder as ``hydra.run.dir``; torchrun and Slurm start every process themselves
@@ -53,3 +53,12 @@ def job_of_a_sweep(job_overrides: Sequence[str]) -> Iterator[None]:
                 os.environ[name] = value
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def job_device(job: int, visible_gpus: int, devices: object, accelerator: str) -> int | None:
+    """The GPU of job ``job`` of the parallel launcher (``hydra/launcher=parallel``) on a machine with
+    ``visible_gpus`` GPUs: job k on GPU k mod G, for a trainer that asks for one device of a GPU (``accelerator``
+    gpu, cuda or auto); None leaves the trainer as configured (no GPU, several devices, a list of them)."""
+    if visible_gpus < 1 or str(devices) != "1" or accelerator not in ("gpu", "cuda", "auto"):
+        return None
+    return job % visible_gpus
