@@ -225,7 +225,7 @@ def _weights(run):
     return torch.load(run / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-INTERRUPTED_EPOCHS = 3  # of 12 batches: 96 clips in batches of 8
+INTERRUPTED_EPOCHS = 2  # of 12 batches: 96 clips in batches of 8; the stop in the second, after a checkpoint
 
 
 def _interruptible_args(root: Path, work: Path, model: str) -> list[str]:
@@ -264,7 +264,7 @@ def test_a_signal_mid_epoch_saves_and_the_resumed_run_equals_an_uninterrupted_on
     synthetic_root, tmp_path, uninterrupted, signal, model, status
 ):
     """A real signal (SIGTERM: a scheduler's pre-emption; SIGINT: Ctrl-C), sent by the process to itself after
-    batch 5 of epoch 1 (of 3 epochs of 12 batches: mid-epoch whatever the machine's speed), then the same command
+    batch 5 of epoch 1 (of 2 epochs of 12 batches: mid-epoch whatever the machine's speed), then the same command
     again; in new interpreters, as a scheduler or a shell runs them. The resumed run ends at the same global step
     with the same metrics and scores (to 1e-6) as an uninterrupted one."""
     work = tmp_path / "interrupted"
@@ -286,12 +286,12 @@ def test_a_signal_mid_epoch_saves_and_the_resumed_run_equals_an_uninterrupted_on
     assert checkpoint["epoch"] == 1
     done_in_epoch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert done_in_epoch == 6, "interrupted mid-epoch, after batch 5, the batch whole"
-    # the same command resumes where it stopped (batch 6 of epoch 1, to batch 11, the last, of epoch 2), finishes, and
-    # records the metrics
+    # the same command resumes where it stopped (batch 6 of epoch 1, to batch 11, the last), finishes, and records
+    # the metrics
     trained = tmp_path / "resumed_batches.txt"
     resumed = run_process([*args, *training_probes.record_overrides(trained)], tmp_path, env=hook)
     batches = training_probes.recorded_batches(trained)
-    assert batches[0] == (1, 6) and batches[-1] == (2, 11) and len(batches) == 3 * 12 - 18, batches
+    assert batches == [(1, b) for b in range(6, 12)], batches
     assert "resuming from" in resumed.stdout + resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1].endswith(" resumed"), "the summary line says it resumed"
     assert "not resumable" not in resumed.stdout + resumed.stderr
