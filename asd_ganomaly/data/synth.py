@@ -205,7 +205,7 @@ def write_synthetic_dataset(
 ) -> Path:
     """Write a synthetic dataset: ``root/<machine>/{train,source_test,target_test}/section_XX_...wav``."""
     _check_request(machine_types, (train_clips, test_clips, target_train_clips + 1), seconds, sample_rate)
-    root = _marked_root(root, seed, severity)
+    root = _marked_root(root)
     plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test_clips)
     _write_plan(root, plan, seconds, sample_rate, severity, seed, progress)
     _mark_complete(root, seed, severity)
@@ -225,7 +225,7 @@ INCOMPLETE = "INCOMPLETE"
 """The first word of the marker file while a set is being written (and after an interrupted write)."""
 
 
-def _marked_root(root: str | Path, seed: int, severity: float) -> Path:
+def _marked_root(root: str | Path) -> Path:
     """``root``, made, with the marker file that says its clips are synthetic, marked incomplete until
     :func:`_mark_complete`: an interrupted write leaves a set that training refuses until a rerun completes it."""
     root = Path(root)
@@ -313,7 +313,7 @@ def write_synthetic_eval_dataset(
     normal and ``test_clips`` anomalous per domain, shuffled) and their labels in the organisers' ground-truth
     files (``ground_truth/ground_truth_<machine>_section_XX_<domain>_test.csv``: ``<file name>,<0|1>``)."""
     _check_request(machine_types, (train_clips, test_clips, target_train_clips + 1), seconds, sample_rate)
-    root = _marked_root(root, seed, severity)
+    root = _marked_root(root)
     plan = _clip_plan(machine_types, sections, train_clips, target_train_clips, test=0)
     _write_plan(root, plan, seconds, sample_rate, severity, seed, progress)
     parts = [(m, s, d) for m in machine_types for s in sections for d in DOMAINS]

@@ -50,9 +50,14 @@ class Part:
     section: int
     domain: str
 
+    @property
+    def name(self) -> str:
+        """``<machine>_section_<XX>_<domain>``: the part as the submission file names spell it."""
+        return f"{self.machine_type}_section_{self.section:02d}_{self.domain}"
+
     def file_name(self, kind: str) -> str:
         """``<kind>_<machine>_section_<XX>_<domain>_test.csv``."""
-        return f"{kind}_{self.machine_type}_section_{self.section:02d}_{self.domain}_test.csv"
+        return f"{kind}_{self.name}_test.csv"
 
 
 def parts_in(folder: str | Path, kind: str) -> dict[Part, Path]:
@@ -211,23 +216,18 @@ def write_submission(
     out = Path(out)
     by_part: dict[Part, list[dict]] = {}
     for run in runs:
+        machine = json.loads((run / METRICS_FILE).read_text())["machine_type"]
         for row in read_scores(run / SCORES_FILE, raw=True):
-            part = Part(
-                json.loads((run / METRICS_FILE).read_text())["machine_type"], int(row["section"]), row["domain"]
-            )
-            by_part.setdefault(part, []).append(row)
-    for part, rows in sorted(by_part.items()):
-        names = [Path(r["path"]).name for r in rows]
-        if len(set(names)) != len(names):
+            by_part.setdefault(Part(machine, int(row["section"]), row["domain"]), []).append(row)
+    named = {part: [(Path(r["path"]).name, r) for r in rows] for part, rows in sorted(by_part.items())}
+    for part, rows in named.items():
+        if len({name for name, _ in rows}) != len(rows):
             raise SubmissionError(f"{part.file_name('anomaly_score')}: several runs scored the same clips")
     check_writable_folder(out, "--out")
     _clear_other_submission(out, set(by_part), force)
-    for part, rows in sorted(by_part.items()):
-        names = [Path(r["path"]).name for r in rows]
-        _write_pairs(out / part.file_name("anomaly_score"), [(n, r["score"]) for n, r in zip(names, rows, strict=True)])
-        _write_pairs(
-            out / part.file_name("decision_result"), [(n, r["decision"]) for n, r in zip(names, rows, strict=True)]
-        )
+    for part, rows in named.items():
+        _write_pairs(out / part.file_name("anomaly_score"), [(name, r["score"]) for name, r in rows])
+        _write_pairs(out / part.file_name("decision_result"), [(name, r["decision"]) for name, r in rows])
     _write_meta(out / META_FILE, runs, sorted(by_part))
     return sorted(by_part)
 
@@ -307,15 +307,10 @@ def _write_meta(path: Path, runs: list[Path], written: list[Part]) -> None:
         "# what asd-ganomaly wrote: the runs and the parts (machine_section_XX_domain) of this folder's files",
         f"{META_KEY}:",
         f"  runs: [{', '.join(json.dumps(r.get('run_id', '?') + ' ' + r['machine_type']) for r in records)}]",
-        f"  parts: [{', '.join(_part_name(part) for part in written)}]",
+        f"  parts: [{', '.join(part.name for part in written)}]",
     ]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-
-
-def _part_name(part: Part) -> str:
-    """``fan_section_00_source``: the part as the submission file names spell it."""
-    return part.file_name("x")[2 : -len("_test.csv")]
 
 
 def check_meta(submission: Path) -> None:
@@ -333,11 +328,10 @@ def check_meta(submission: Path) -> None:
         raise SubmissionError(f"{meta} is not a readable YAML mapping: {error}") from None
     if listed is None:
         return
-    files = {}
-    for kind in ("anomaly_score", "decision_result"):
-        files |= {f"{_part_name(part)} ({kind})": path for part, path in parts_in(submission, kind).items()}
-    expected = {f"{name} ({kind})" for name in map(str, listed) for kind in ("anomaly_score", "decision_result")}
-    extra, missing = sorted(files.keys() - expected), sorted(expected - files.keys())
+    kinds = ("anomaly_score", "decision_result")
+    files = {f"{part.name} ({kind})" for kind in kinds for part in parts_in(submission, kind)}
+    expected = {f"{name} ({kind})" for name in map(str, listed) for kind in kinds}
+    extra, missing = sorted(files - expected), sorted(expected - files)
     if extra or missing:
         said = [f"not in meta.yaml: {', '.join(extra[:4])}"] * bool(extra)
         said += [f"in meta.yaml but absent: {', '.join(missing[:4])}"] * bool(missing)

@@ -109,7 +109,7 @@ def task_wrapper(task: Task) -> Callable[[DictConfig], dict[str, float]]:
                 unrecorded = record_failure(cfg, out, error, traceback=False)
                 logging.getLogger(console.TRACEBACK_LOGGER).error("run %s failed", out, exc_info=error)
                 if not multirun:
-                    print(f"asd-train: failed: {error}" + (f"; {unrecorded}" if unrecorded else ""), file=sys.stderr)
+                    print(with_note(f"asd-train: failed: {error}", unrecorded), file=sys.stderr)
                     raise SystemExit(SOME_INPUTS_FAILED) from None
             except Exception as error:
                 status = "failed"
@@ -149,9 +149,13 @@ def user_error(error: UserError, multirun: bool, unrecorded: str | None = None) 
         return
     if wants_full_error():
         raise error
-    line = error_line("asd-train", error)
-    print(f"{line}; {unrecorded}" if unrecorded else line, file=sys.stderr)
+    print(with_note(error_line("asd-train", error), unrecorded), file=sys.stderr)
     raise SystemExit(USER_ERROR_EXIT) from None
+
+
+def with_note(line: str, note: str | None) -> str:
+    """``line``, and ``; note`` after it when there is one (the failure record that could not be written)."""
+    return f"{line}; {note}" if note else line
 
 
 def wants_full_error() -> bool:
